@@ -1,0 +1,167 @@
+"""The ``Statistics`` extension object and its per-app wiring."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+import weakref
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, current_app, has_app_context
+
+from .capture import Capture
+from .config import apply_defaults, exclude_rules
+from .models import check_columns, default_model
+from .writer import Writer, WriterHealth, engine_resolver
+
+logger = logging.getLogger("flask_statistics")
+
+EXTENSION_KEY = "statistics"
+BLUEPRINT_NAME = "statistics"
+
+Guard = t.Callable[[], t.Any]
+
+
+@dataclass
+class StatisticsState:
+    """What one app's statistics need; lives in ``app.extensions["statistics"]``."""
+
+    extension: Statistics
+    db: t.Any
+    model: type
+    table: sa.Table
+    writer: Writer
+    guard: Guard | None
+
+
+class Statistics:
+    """Record every request into ``model`` and serve a dashboard of them.
+
+    ``Statistics(app, db, Request)`` as in the classic example, or ``Statistics()``
+    then ``init_app(app, db=db, model=Request)``. ``model`` may be left out to use a
+    built-in model. The fourth argument, ``guard``, runs before every dashboard
+    request; when it returns something other than None, that is the response.
+    ``disable_f`` runs at the end of each request; a truthy result means the request
+    is not recorded.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        db: t.Any = None,
+        model: type | None = None,
+        guard: Guard | None = None,
+        *,
+        disable_f: t.Callable[[], t.Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.model = model
+        self.guard = guard
+        self.disable_f = disable_f
+        self._exempt_views: set[t.Callable[..., t.Any]] = set()
+        self._exempt_blueprints: set[str] = set()
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        db: t.Any = None,
+        model: type | None = None,
+        guard: Guard | None = None,
+        *,
+        disable_f: t.Callable[[], t.Any] | None = None,
+    ) -> None:
+        """Start recording ``app``'s requests and register the dashboard on it."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "flask-statistics is already set up on this app; call "
+                "Statistics(app, ...) or init_app(app) once per app"
+            )
+        db = db if db is not None else self.db
+        if db is None or not hasattr(db, "Model"):
+            raise RuntimeError(
+                "flask-statistics needs the app's Flask-SQLAlchemy object; pass it as "
+                "Statistics(app, db) or init_app(app, db=db)"
+            )
+        config = app.config
+        apply_defaults(config)
+        model = model if model is not None else self.model
+        if model is None:
+            model = default_model(db, config["STATISTICS_TABLE_NAME"])
+        table = check_columns(model)
+        guard = guard if guard is not None else self.guard
+        disable_f = disable_f if disable_f is not None else self.disable_f
+
+        writer = Writer(
+            engine_resolver(app, db, table),
+            table,
+            mode=config["STATISTICS_WRITE_MODE"],
+            batch_size=config["STATISTICS_BATCH_SIZE"],
+            flush_interval=float(config["STATISTICS_FLUSH_INTERVAL"]),
+            queue_size=config["STATISTICS_QUEUE_SIZE"],
+            shutdown_timeout=float(config["STATISTICS_SHUTDOWN_TIMEOUT"]),
+        )
+        prefixes, patterns = exclude_rules(config["STATISTICS_EXCLUDE"])
+        Capture(
+            writer.emit,
+            dashboard_prefix=config["STATISTICS_URL_PREFIX"].rstrip("/"),
+            exclude_prefixes=prefixes,
+            exclude_patterns=patterns,
+            exempt_views=self._exempt_views,
+            exempt_blueprints=self._exempt_blueprints,
+            dashboard_blueprint=BLUEPRINT_NAME,
+            disable_f=disable_f,
+        ).install(app)
+        app.extensions[EXTENSION_KEY] = StatisticsState(
+            extension=self, db=db, model=model, table=table, writer=writer, guard=guard
+        )
+        self._apps.add(app)
+
+    def exempt(self, view: t.Any) -> t.Any:
+        """Do not record requests to ``view``: a view function or a blueprint.
+
+        Use as a decorator on a view, or call with a blueprint or its name.
+        """
+        if isinstance(view, Blueprint):
+            self._exempt_blueprints.add(view.name)
+        elif isinstance(view, str):
+            self._exempt_blueprints.add(view)
+        else:
+            self._exempt_views.add(view)
+        return view
+
+    def flush(self, timeout: float | None = None, app: Flask | None = None) -> bool:
+        """Block until every request recorded so far is written to the database.
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        return self._state(app).writer.flush(timeout)
+
+    def health(self, app: Flask | None = None) -> WriterHealth:
+        """Rows written, queued and dropped, and the writer's last error."""
+        return self._state(app).writer.health()
+
+    def _state(self, app: Flask | None) -> StatisticsState:
+        if app is None:
+            if has_app_context():
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+            elif len(self._apps) == 1:
+                app = next(iter(self._apps))
+            else:
+                raise RuntimeError(
+                    "this Statistics object serves several apps; pass app=... or "
+                    "call inside app.app_context()"
+                )
+        return state_of(app)
+
+
+def state_of(app: Flask) -> StatisticsState:
+    try:
+        return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        raise RuntimeError(
+            "flask-statistics is not set up on this app; call init_app(app) first"
+        ) from None
