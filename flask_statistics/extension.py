@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, current_app, has_app_context
 
 from .capture import Capture
 from .config import apply_defaults, exclude_rules
-from .models import check_columns, default_model
+from .models import bind_key, check_columns, default_model
 from .writer import Writer, WriterHealth, engine_resolver
 
 logger = logging.getLogger("flask_statistics")
@@ -92,6 +92,12 @@ class Statistics:
         if model is None:
             model = default_model(db, config["STATISTICS_TABLE_NAME"])
         table = check_columns(model)
+        key = bind_key(table)
+        if key is not None and key not in config.get("SQLALCHEMY_BINDS", {}):
+            raise RuntimeError(
+                f"model {model.__name__} has __bind_key__ {key!r}, which is not in "
+                "SQLALCHEMY_BINDS; add it there or remove __bind_key__"
+            )
         guard = guard if guard is not None else self.guard
         disable_f = disable_f if disable_f is not None else self.disable_f
 

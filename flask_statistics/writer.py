@@ -28,7 +28,14 @@ from .useragent import parse
 
 logger = logging.getLogger("flask_statistics")
 
-_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+# Errors that say nothing about the rows themselves (server down, table not created
+# yet, permissions): keep the batch and retry. Anything else is a bad row.
+_TRANSIENT = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.ProgrammingError,
+    sa_exc.TimeoutError,
+)
 _MAX_BACKOFF = 30.0
 
 

@@ -1,0 +1,114 @@
+"""A small shop app that records its own traffic. Run it from the project root:
+
+    python examples/demo.py
+
+It stores statistics in SQLite (instance/demo.db next to this file, or
+DEMO_DATABASE_URL), seeds a week of synthetic traffic the first time, and serves the
+dashboard at http://127.0.0.1:5000/statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from flask import Flask, Response, abort, jsonify, redirect, request, url_for
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_statistics import Statistics
+
+sys.path.insert(0, str(Path(__file__).parent))
+import traffic  # noqa: E402
+
+db = SQLAlchemy()
+statistics = Statistics()
+
+
+def create_app(database_url: str | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"))
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config["SQLALCHEMY_DATABASE_URI"] = (
+        database_url
+        or os.environ.get("DEMO_DATABASE_URL")
+        or f"sqlite:///{Path(app.instance_path) / 'demo.db'}"
+    )
+    # e.g. DEMO_STATISTICS_WRITE_MODE=sync sets STATISTICS_WRITE_MODE.
+    app.config.from_prefixed_env("DEMO")
+    db.init_app(app)
+    statistics.init_app(app, db=db)
+
+    @app.route("/")
+    def index():
+        return (
+            "<h1>Demo shop</h1><p><a href='/products'>Products</a> · "
+            "<a href='/statistics'>Statistics</a></p>"
+        )
+
+    @app.route("/products")
+    def products():
+        return "<ul>" + "".join(f"<li><a href='/products/{n}'>Item {n}</a></li>" for n in range(1, 21)) + "</ul>"
+
+    @app.route("/products/<int:n>")
+    def product(n: int):
+        if n > 100:
+            abort(404)
+        return f"<h1>Item {n}</h1>"
+
+    @app.route("/api/items", methods=["GET", "POST"])
+    def items():
+        if request.method == "POST":
+            return jsonify(created=True), 201
+        return jsonify(items=list(range(10)))
+
+    @app.route("/slow")
+    def slow():
+        time.sleep(0.2)
+        return "done"
+
+    @app.route("/error")
+    def error():
+        return 1 / 0
+
+    @app.route("/stream")
+    def stream():
+        return Response((f"line {i}\n" for i in range(100)), mimetype="text/plain")
+
+    @app.route("/login", methods=["POST"])
+    def login():
+        return redirect(url_for("index"))
+
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def seed_if_empty(app: Flask, days: float, per_day: int) -> int:
+    table = app.extensions["statistics"].table
+    with app.app_context(), db.engine.begin() as conn:
+        if conn.execute(table.select().limit(1)).first() is not None:
+            return 0
+        return traffic.insert(conn, table, traffic.generate(days, per_day))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--days", type=float, default=7, help="days of synthetic traffic to seed")
+    parser.add_argument("--per-day", type=int, default=3000, help="synthetic requests per day")
+    parser.add_argument("--no-seed", action="store_true", help="record only real traffic")
+    args = parser.parse_args()
+    app = create_app()
+    if not args.no_seed:
+        added = seed_if_empty(app, args.days, args.per_day)
+        if added:
+            print(f"seeded {added:,} synthetic requests")
+    print(f"dashboard: http://{args.host}:{args.port}/statistics")
+    app.run(host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
