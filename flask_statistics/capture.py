@@ -11,7 +11,7 @@ import time
 import typing as t
 from time import perf_counter
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, got_request_exception, request
 from werkzeug.wsgi import ClosingIterator
 
 logger = logging.getLogger("flask_statistics")
@@ -20,33 +20,50 @@ _G_KEY = "_flask_statistics"
 _NO_BODY_STATUS = frozenset((204, 304))
 
 
-class Record(t.NamedTuple):
-    """One served request, as captured on the request path."""
+class Record:
+    """One served request, as captured on the request path (raw, unparsed)."""
 
-    timestamp: float  # arrival, seconds since the epoch (UTC)
-    response_time: float  # seconds, monotonic clock
-    method: str
-    size: int | None
-    status_code: int
-    path: str
-    user_agent: str | None
-    remote_address: str | None
-    exception: str | None
-    referrer: str | None
-    mimetype: str | None
+    __slots__ = (
+        "timestamp",  # arrival, seconds since the epoch (UTC)
+        "start",  # perf_counter() at arrival
+        "method",
+        "path",
+        "user_agent",
+        "remote_address",
+        "referrer",
+        "end",  # perf_counter() when handling ended
+        "status_code",
+        "content_type",  # the raw Content-Type header; the writer takes the mimetype
+        "size",
+        "exception",
+    )
 
-
-class _Pending:
-    __slots__ = ("start", "timestamp", "end", "status", "mimetype", "size", "exception")
-
-    def __init__(self) -> None:
-        self.timestamp = time.time()
-        self.start = perf_counter()
-        self.end: float | None = None
-        self.status: int | None = None
-        self.mimetype: str | None = None
+    def __init__(
+        self,
+        timestamp: float,
+        start: float,
+        method: str,
+        path: str,
+        user_agent: str | None,
+        remote_address: str | None,
+        referrer: str | None,
+    ) -> None:
+        self.timestamp = timestamp
+        self.start = start
+        self.method = method
+        self.path = path
+        self.user_agent = user_agent
+        self.remote_address = remote_address
+        self.referrer = referrer
+        self.end: float = start
+        self.status_code: int = 500
+        self.content_type: str | None = None
         self.size: int | None = None
         self.exception: str | None = None
+
+    @property
+    def response_time(self) -> float:
+        return self.end - self.start
 
 
 class Capture:
@@ -61,17 +78,15 @@ class Capture:
         exclude_patterns: tuple[t.Any, ...],
         exempt_views: set[t.Callable[..., t.Any]],
         exempt_blueprints: set[str],
-        dashboard_blueprint: str,
         disable_f: t.Callable[[], t.Any] | None,
     ) -> None:
         self._sink = sink
         self._dashboard_prefix = dashboard_prefix
-        self._dashboard_sub = dashboard_prefix.rstrip("/") + "/"
+        self._dashboard_sub = dashboard_prefix + "/"
         self._exclude_prefixes = exclude_prefixes
         self._exclude_patterns = exclude_patterns
         self._exempt_views = exempt_views
         self._exempt_blueprints = exempt_blueprints
-        self._dashboard_blueprint = dashboard_blueprint
         self._disable_f = disable_f
 
     def install(self, app: Flask) -> None:
@@ -82,71 +97,79 @@ class Capture:
         # so this sees the response every other hook has finished with.
         app.after_request_funcs.setdefault(None, []).insert(0, self._after)
         app.teardown_request_funcs.setdefault(None, []).insert(0, self._teardown)
+        got_request_exception.connect(self._on_exception, app, weak=False)
 
     # -- hooks ---------------------------------------------------------------------
 
     def _start(self, endpoint: str | None, values: t.Any) -> None:
-        if self._ignored():
-            g.pop(_G_KEY, None)
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        path = req.path
+        if self._ignored(req, path):
             return
-        setattr(g, _G_KEY, _Pending())
+        environ = req.environ
+        setattr(
+            g,
+            _G_KEY,
+            Record(
+                time.time(),
+                perf_counter(),
+                req.method,
+                path,
+                environ.get("HTTP_USER_AGENT"),
+                environ.get("REMOTE_ADDR"),
+                environ.get("HTTP_REFERER"),
+            ),
+        )
+
+    def _on_exception(self, sender: Flask, exception: BaseException, **extra: t.Any) -> None:
+        record: Record | None = g.get(_G_KEY)
+        if record is not None:
+            record.exception = repr(exception)
 
     def _after(self, response: Response) -> Response:
-        pending: _Pending | None = g.get(_G_KEY)
-        if pending is None or pending.end is not None:
+        record: Record | None = g.pop(_G_KEY, None)
+        if record is None:
             return response
-        pending.end = perf_counter()
-        pending.status = response.status_code
-        pending.mimetype = response.mimetype
-        if not self._wanted():
-            g.pop(_G_KEY, None)
+        record.end = perf_counter()
+        status = record.status_code = response.status_code
+        record.content_type = response.headers.get("Content-Type")
+        if self._disable_f is not None and not self._wanted():
             return response
-        if request.method == "HEAD" or response.status_code in _NO_BODY_STATUS or (
-            100 <= response.status_code < 200
-        ):
-            pending.size = 0
+        if record.method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
+            record.size = 0
         elif _buffered_elsewhere(response):
             # Werkzeug responses Flask converted (HTTP errors, redirects) arrive as an
             # iterator over a finished body whose length is already known.
             response.make_sequence()
-            pending.size = response.calculate_content_length()
+            record.size = response.calculate_content_length()
         elif response.is_streamed or response.direct_passthrough:
             # The body is counted as it is sent; the row is emitted when it closes.
-            g.pop(_G_KEY, None)
-            meta = self._meta()
-            body = _CountingBody(
-                response.response,
-                response.iter_encoded(),
-                lambda p: self._emit(p, meta),
-                pending,
+            response.response = _CountingBody(
+                response.response, response.iter_encoded(), self._emit, record
             )
-            response.response = body
             response.direct_passthrough = False
+            return response
         else:
-            pending.size = response.calculate_content_length()
+            record.size = response.calculate_content_length()
+        self._emit(record)
         return response
 
     def _teardown(self, exc: BaseException | None) -> None:
-        pending: _Pending | None = g.pop(_G_KEY, None)
-        if pending is None:
+        record: Record | None = g.pop(_G_KEY, None)
+        if record is None:
             return
-        if pending.end is None:
-            # No response reached after_request: the exception propagated (testing or
-            # debug mode) or another hook failed.
-            pending.end = perf_counter()
-            if not self._wanted():
-                return
+        # No response reached after_request: the exception propagated (testing or
+        # debug mode) or a hook failed.
+        record.end = perf_counter()
+        record.status_code = 500
         if exc is not None:
-            pending.exception = repr(exc)
-            pending.status = 500
-        elif pending.status is None:
-            pending.status = 500
-        self._emit(pending, self._meta())
+            record.exception = repr(exc)
+        if self._wanted():
+            self._emit(record)
 
     # -- helpers -------------------------------------------------------------------
 
-    def _ignored(self) -> bool:
-        path = request.path
+    def _ignored(self, req: t.Any, path: str) -> bool:
         if path == self._dashboard_prefix or path.startswith(self._dashboard_sub):
             return True
         if self._exclude_prefixes and path.startswith(self._exclude_prefixes):
@@ -154,13 +177,12 @@ class Capture:
         for pattern in self._exclude_patterns:
             if pattern.search(path):
                 return True
-        blueprints = request.blueprints
-        if self._dashboard_blueprint in blueprints:
+        if self._exempt_blueprints and not self._exempt_blueprints.isdisjoint(
+            req.blueprints
+        ):
             return True
-        if self._exempt_blueprints and not self._exempt_blueprints.isdisjoint(blueprints):
-            return True
-        if self._exempt_views and request.endpoint is not None:
-            view = current_app.view_functions.get(request.endpoint)
+        if self._exempt_views and req.endpoint is not None:
+            view = current_app.view_functions.get(req.endpoint)
             if view in self._exempt_views:
                 return True
         return False
@@ -175,34 +197,7 @@ class Capture:
             logger.exception("disable_f raised; this request is not recorded")
             return False
 
-    @staticmethod
-    def _meta() -> tuple[str, str, str | None, str | None, str | None]:
-        headers = request.headers
-        return (
-            request.method,
-            request.path,
-            headers.get("User-Agent"),
-            request.remote_addr,
-            headers.get("Referer"),
-        )
-
-    def _emit(
-        self, pending: _Pending, meta: tuple[str, str, str | None, str | None, str | None]
-    ) -> None:
-        method, path, user_agent, remote_address, referrer = meta
-        record = Record(
-            pending.timestamp,
-            pending.end - pending.start,  # type: ignore[operator]
-            method,
-            pending.size,
-            pending.status,  # type: ignore[arg-type]
-            path,
-            user_agent,
-            remote_address,
-            pending.exception,
-            referrer,
-            pending.mimetype,
-        )
+    def _emit(self, record: Record) -> None:
         try:
             self._sink(record)
         except Exception:
@@ -220,33 +215,33 @@ def _buffered_elsewhere(response: Response) -> bool:
 class _CountingBody:
     """Wraps a streamed body, counts the bytes sent and reports once on close."""
 
-    __slots__ = ("_original", "_chunks", "_report", "_pending", "_closed")
+    __slots__ = ("_original", "_chunks", "_report", "_record", "_closed")
 
     def __init__(
         self,
         original: t.Any,
         chunks: t.Iterator[bytes],
-        report: t.Callable[[_Pending], None],
-        pending: _Pending,
+        report: t.Callable[[Record], None],
+        record: Record,
     ) -> None:
         self._original = original
         self._chunks = chunks
         self._report = report
-        self._pending = pending
+        self._record = record
         self._closed = False
-        pending.size = 0
+        record.size = 0
 
     def __iter__(self) -> t.Iterator[bytes]:
-        pending = self._pending
+        record = self._record
         try:
             for chunk in self._chunks:
-                pending.size += len(chunk)  # type: ignore[operator]
+                record.size += len(chunk)  # type: ignore[operator]
                 yield chunk
         except GeneratorExit:
             raise
         except BaseException as exc:
-            pending.exception = repr(exc)
-            pending.status = 500
+            record.exception = repr(exc)
+            record.status_code = 500
             raise
 
     def close(self) -> None:
@@ -259,5 +254,5 @@ class _CountingBody:
             if close is not None:
                 close()
         finally:
-            self._pending.end = perf_counter()
-            self._report(self._pending)
+            self._record.end = perf_counter()
+            self._report(self._record)

@@ -118,7 +118,6 @@ class Statistics:
             exclude_patterns=patterns,
             exempt_views=self._exempt_views,
             exempt_blueprints=self._exempt_blueprints,
-            dashboard_blueprint=BLUEPRINT_NAME,
             disable_f=disable_f,
         ).install(app)
         app.extensions[EXTENSION_KEY] = StatisticsState(

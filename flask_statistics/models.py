@@ -48,7 +48,6 @@ def default_model(db: t.Any, table_name: str) -> type:
             sa.Index(f"ix_{table_name}_date", "date"),
             sa.Index(f"ix_{table_name}_date_path", "date", "path"),
             sa.Index(f"ix_{table_name}_date_status", "date", "status_code"),
-            sa.Index(f"ix_{table_name}_date_remote", "date", "remote_address"),
         ),
         "index": sa.Column(big_int, primary_key=True, autoincrement=True),
         "response_time": sa.Column(sa.Float),

@@ -52,6 +52,12 @@ class WriterHealth:
     last_error_at: datetime | None
 
 
+def mimetype(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    return content_type.partition(";")[0].strip().lower() or None
+
+
 class RowBuilder:
     """Turns raw records into insert parameters for one table."""
 
@@ -74,7 +80,7 @@ class RowBuilder:
         client = parse(record.user_agent)
         date = datetime.fromtimestamp(record.timestamp, timezone.utc)
         values: dict[str, t.Any] = {
-            "response_time": record.response_time,
+            "response_time": record.end - record.start,
             "date": date if self._aware else date.replace(tzinfo=None),
             "method": record.method,
             "size": record.size,
@@ -86,7 +92,7 @@ class RowBuilder:
             "referrer": record.referrer,
             "browser": client.browser,
             "platform": client.platform,
-            "mimetype": record.mimetype,
+            "mimetype": mimetype(record.content_type),
         }
         if self._is_bot:
             values["is_bot"] = client.is_bot
