@@ -330,9 +330,14 @@ class Writer:
         logger.error("statistics writer dropped %d row(s): %s", count, self.last_error)
 
     def _after_fork(self) -> None:
-        # The child must not write the parent's queue nor share its pool.
-        if self._engine is not None:
-            self._engine.dispose(close=False)
+        # The child must not write the parent's queue, nor talk through connections
+        # it inherited: forget the pooled ones without closing them (closing would
+        # also end them for the parent).
+        try:
+            engine = self._engine or self._resolve_engine()
+            engine.dispose(close=False)
+        except Exception:
+            self._engine = None
         self._reset()
 
 

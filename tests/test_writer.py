@@ -122,10 +122,18 @@ def test_fork_gives_the_child_its_own_writer(make_app):
     client = app.test_client()
     for _ in range(3):
         client.get("/")  # queued in the parent, not yet written
+    with app.app_context():
+        pool = db.engine.pool
+        with db.engine.connect():
+            pass
+        assert pool.checkedin() == 1
     pid = os.fork()
     if pid == 0:  # child
         code = 1
         try:
+            with app.app_context():
+                if db.engine.pool.checkedin() != 0:
+                    os._exit(4)  # inherited pooled connections were kept
             child = app.test_client()
             child.get("/child")
             child.get("/child")
