@@ -1,0 +1,216 @@
+"""The dashboard's GET filter form, and its translation into :class:`Filters`."""
+
+from __future__ import annotations
+
+import re
+import typing as t
+from datetime import date, datetime, timedelta, tzinfo
+
+import wtforms
+from wtforms import validators as v
+
+from .config import DEFAULTS, ConfigError
+from .filters import METHODS, SORTS, TEXT_FILTERS, Filters, zone
+
+__all__ = ["FilterForm", "Filters", "parse_filters"]
+
+MAX_TEXT = 2048
+MAX_PAGE = 100_000
+#: The longest window a visitor may ask for; it bounds the points of the day chart.
+MAX_DAYS = 3660
+# Far enough from date.min/max that shifting by a time zone or a period never overflows.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
+_STATUS = re.compile(r"\A(?:(?P<cls>[1-5])[xX]{2}|(?P<code>[1-5][0-9]{2}))\Z")
+# NUL cannot be stored in PostgreSQL text, and lone surrogates cannot be encoded for
+# any driver; no recorded value can contain them, so they would only cause errors.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _choices(*pairs: tuple[str, str]) -> list[t.Any]:
+    # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice, which
+    # older versions lack.
+    make = getattr(wtforms, "SelectChoice", None)
+    return [make(value, label) if make else (value, label) for value, label in pairs]
+
+
+def _or_default(default: str) -> t.Callable[[t.Any], t.Any]:
+    return lambda value: (value.strip() if isinstance(value, str) else value) or default
+
+
+def _strip(value: t.Any) -> t.Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _upper(value: t.Any) -> t.Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _storable(form: wtforms.Form, field: wtforms.Field) -> None:
+    if isinstance(field.data, str) and _UNSTORABLE.search(field.data):
+        raise v.ValidationError("Remove the NUL or invalid characters from this field.")
+
+
+def _day_in_range(form: wtforms.Form, field: wtforms.Field) -> None:
+    if field.data is not None and not FIRST_DAY <= field.data <= LAST_DAY:
+        raise v.ValidationError(
+            f"Choose a date between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}."
+        )
+
+
+def _text_field(label: str) -> wtforms.StringField:
+    return wtforms.StringField(
+        label,
+        validators=[
+            v.Optional(),
+            v.Length(max=MAX_TEXT, message=f"Use at most {MAX_TEXT} characters."),
+            _storable,
+        ],
+    )
+
+
+class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
+    """The filter bar, bound to the query string: ``FilterForm(request.args)``.
+
+    Every field may be missing or empty (htmx sends empty inputs); empty means "no
+    filter" or the default.
+    """
+
+    start = wtforms.DateField(
+        "From", validators=[v.Optional(), _day_in_range],
+        invalid_value_message="Enter the start date as YYYY-MM-DD.",
+    )
+    end = wtforms.DateField(
+        "To", validators=[v.Optional(), _day_in_range],
+        invalid_value_message="Enter the end date as YYYY-MM-DD.",
+    )
+    path = _text_field("Path")
+    path_match = wtforms.SelectField(
+        "Match",
+        choices=_choices(("exact", "Exact path"), ("prefix", "Path prefix")),
+        default="exact",
+        filters=[_or_default("exact")],
+    )
+    status = wtforms.StringField(
+        "Status",
+        validators=[
+            v.Optional(),
+            v.Regexp(
+                _STATUS,
+                message="Enter a status code from 100 to 599, or a class such as 4xx.",
+            ),
+        ],
+        filters=[_strip],
+    )
+    method = wtforms.SelectField(
+        "Method",
+        choices=_choices(("", "Any"), *((m, m) for m in METHODS)),
+        default="",
+        filters=[_upper],
+    )
+    browser = _text_field("Browser")
+    platform = _text_field("Platform")
+    remote_address = _text_field("Address")
+    user_agent = _text_field("User agent")
+    sort = wtforms.SelectField(
+        "Sort by",
+        choices=_choices(*zip(SORTS, ("Date", "Response time", "Size", "Status"))),
+        default="date",
+        filters=[_or_default("date")],
+    )
+    order = wtforms.SelectField(
+        "Order",
+        choices=_choices(("desc", "Descending"), ("asc", "Ascending")),
+        default="desc",
+        filters=[_or_default("desc")],
+    )
+    page = wtforms.IntegerField(
+        "Page",
+        validators=[
+            v.Optional(),
+            v.NumberRange(1, MAX_PAGE, message=f"Choose a page from 1 to {MAX_PAGE}."),
+        ],
+        default=1,
+    )
+
+    def validate_end(self, field: wtforms.Field) -> None:
+        start = self.start.data
+        if field.data is not None and start is not None and field.data < start:
+            raise v.ValidationError("The end date is before the start date.")
+
+
+def _time_zone(name: t.Any) -> tzinfo:
+    try:
+        return zone(name)
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        raise ConfigError(
+            f"STATISTICS_TIMEZONE must be an IANA time zone name such as 'UTC' or "
+            f"'Europe/Berlin', got {name!r}; if the name is right, install the "
+            f"'tzdata' package"
+        ) from exc
+
+
+def _text(value: str | None) -> str | None:
+    return value if value and value.strip() else None
+
+
+def parse_filters(
+    args: t.Any, config: t.Mapping[str, t.Any], today: date | None = None
+) -> tuple[Filters | None, FilterForm]:
+    """Validate the dashboard's query string ``args`` (``request.args``).
+
+    Returns ``(filters, form)``, or ``(None, form)`` with the messages in
+    ``form.errors`` when the input is invalid. Without dates the window is the
+    ``STATISTICS_DEFAULT_DATE_SPAN`` before ``today`` (default: today in
+    ``STATISTICS_TIMEZONE``) up to and including today; both days are whole days.
+    With only a start date the window ends today (or on that day if it is later);
+    with only an end date it begins the span before it. Explicit windows longer than
+    ``MAX_DAYS`` are refused.
+    """
+    tz_name = config.get("STATISTICS_TIMEZONE", DEFAULTS["STATISTICS_TIMEZONE"])
+    info = _time_zone(tz_name)
+    span: timedelta = config.get(
+        "STATISTICS_DEFAULT_DATE_SPAN", DEFAULTS["STATISTICS_DEFAULT_DATE_SPAN"]
+    )
+    form = FilterForm(args)
+    if not form.validate():
+        return None, form
+
+    if today is None:
+        today = datetime.now(info).date()
+    start, end = form.start.data, form.end.data
+    if end is None:
+        end = max(today, start) if start is not None else today
+    if start is None:
+        start = end - span if end - FIRST_DAY >= span else FIRST_DAY
+    elif (end - start).days + 1 > MAX_DAYS:
+        form.start.errors.append(f"Choose a range of at most {MAX_DAYS} days.")
+        return None, form
+
+    status = status_class = None
+    if form.status.data:
+        match = _STATUS.match(form.status.data)
+        assert match is not None  # the form's Regexp validator accepted it
+        if match["cls"]:
+            status_class = int(match["cls"])
+        else:
+            status = int(match["code"])
+
+    path = _text(form.path.data)
+    filters = Filters.between(
+        start,
+        end,
+        tz=tz_name,
+        path=path,
+        path_match=form.path_match.data if path is not None else "exact",
+        status=status,
+        status_class=status_class,
+        **{name: _text(getattr(form, name).data) for name in TEXT_FILTERS},
+        sort=form.sort.data,
+        descending=form.order.data == "desc",
+        page=form.page.data or 1,
+        start_explicit=form.start.data is not None,
+        end_explicit=form.end.data is not None,
+    )
+    return filters, form

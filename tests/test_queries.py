@@ -1,0 +1,565 @@
+"""Every dashboard figure against a reference computed in Python from the same rows,
+read back from the database, on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import typing as t
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flask_statistics import queries
+from flask_statistics.filters import TEXT_FILTERS, Filters
+from flask_statistics.queries import Kpis, PathStats, Point, Series
+
+WEEK = Filters.between(date(2024, 3, 4), date(2024, 3, 10))
+HOUR, DAY, MICRO = timedelta(hours=1), timedelta(days=1), timedelta(microseconds=1)
+
+# LIKE wildcards, the escape character, case and trailing-space variants, a
+# backslash and non-ASCII: each must match only itself.
+PATHS = ["/", "/a", "/a_b%", "/aXb%", "/a_bc", "/a_b%/x", "/a/b_", "/About", "/about",
+         "/about ", "/p\\q", "/é", "/%", "/_", "//x", "/x//", None]
+ADDRESSES = [f"10.0.0.{n}" for n in range(40)] + ["::1", "A::1", "a::1", None]
+Stored = list[dict[str, t.Any]]
+STATUSES = [200] * 8 + [101, 201, 204, 301, 302, 304, 400, 401, 404, 404, 418, 500, 503, 599, None]
+
+
+def make_row(rng: random.Random, when: datetime, **fields: t.Any) -> dict[str, t.Any]:
+    status = rng.choice(STATUSES)
+    row = {
+        "date": when,
+        # Ties (0.25, 1/16ths) and full-precision floats, and NULLs.
+        "response_time": rng.choice([None, 0.25, 0.5, rng.randint(1, 4000) / 16,
+                                     rng.random(), rng.random() * 30]),
+        "method": rng.choice(["GET"] * 5 + ["POST", "PUT", "DELETE", "HEAD"]),
+        "size": rng.choice([None, 0, rng.randrange(10**7)]),
+        "status_code": status,
+        "path": rng.choice(PATHS),
+        "user_agent": rng.choice(
+            ["Mozilla/5.0 (X11; Linux)", "curl/8.5", "<script>x</script>", None]
+        ),
+        "remote_address": rng.choice(ADDRESSES),
+        "exception": "ValueError('boom')" if status == 500 else None,
+        "referrer": rng.choice([None, "https://example.com/", "https://example.com/ ",
+                                "HTTPS://EXAMPLE.COM/"]),
+        "browser": rng.choice(["Firefox 72.0", "firefox 72.0", "Chrome 120.0", None]),
+        "platform": rng.choice(["Linux", "Windows", "Mac OS X", None]),
+        "mimetype": rng.choice(["text/html", "application/json", None]),
+    }
+    row.update(fields)
+    return row
+
+
+# Rows from two days before WEEK to two days after it, plus rows on its edges, on
+# every hour edge of its first two days and on every day edge.
+def realistic_rows(seed: int = 7, n: int = 700) -> Stored:
+    rng = random.Random(seed)
+    first, last = WEEK.since - 2 * DAY, WEEK.until + 2 * DAY
+    span = (last - first) // MICRO
+    rows = [make_row(rng, first + rng.randrange(span) * MICRO) for _ in range(n)]
+    edges = [WEEK.since - MICRO, WEEK.since, WEEK.until - MICRO, WEEK.until]
+    edges += [WEEK.since + k * HOUR + delta for k in range(1, 49) for delta in (-MICRO, 0 * MICRO)]
+    edges += [WEEK.since + k * DAY + delta for k in range(1, 7) for delta in (-MICRO, 0 * MICRO)]
+    rows += [make_row(rng, when) for when in edges]
+    rows.append(make_row(rng, WEEK.since + 3 * DAY, path="/single", remote_address="10.9.9.9",
+                         response_time=0.125))
+    return rows
+
+
+@dataclasses.dataclass
+class Store:
+    conn: sa.Connection
+    table: sa.Table
+    backend: str
+
+    def insert(self, rows: Stored) -> Stored:
+        # Returns every row as the database keeps it, the reference's input.
+        if rows:
+            self.conn.execute(self.table.insert(), rows)
+        self.conn.commit()
+        return self.stored()
+
+    def clear(self) -> None:
+        self.conn.execute(self.table.delete())
+        self.conn.commit()
+
+    def stored(self) -> Stored:
+        # MariaDB keeps microseconds only with DATETIME(6) and rounds FLOAT to single
+        # precision, which it sends as 6 digits unless asked for a double.
+        c = self.table.c
+        rt: sa.ColumnElement[t.Any] = c.response_time
+        if self.backend == "mariadb":
+            rt = sa.type_coerce(rt + sa.literal_column("0e0"), sa.Float())
+        columns = [rt.label("response_time") if col.name == "response_time" else col for col in c]
+        query = sa.select(*columns).order_by(c["index"])
+        return [dict(row) for row in self.conn.execute(query).mappings()]
+
+
+Seeded = tuple[Store, Stored]
+
+
+@pytest.fixture
+def store(make_app: t.Any, backend: str) -> t.Iterator[Store]:
+    app, db, _model, _statistics = make_app(model="seed")
+    table = app.extensions["statistics"].table
+    with app.app_context():
+        engine = db.engines[table.metadata.info.get("bind_key")]
+    with engine.connect() as conn:
+        # Strict grouping, and a session time zone that must not shift any bucket.
+        if backend == "mariadb":
+            conn.execute(
+                sa.text("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ONLY_FULL_GROUP_BY')")
+            )
+            conn.execute(sa.text("SET SESSION time_zone = '+09:30'"))
+        elif backend == "postgresql":
+            conn.execute(sa.text("SET TIME ZONE 'America/Sao_Paulo'"))
+        yield Store(conn, table, backend)
+
+
+# The reference: plain Python over the stored rows.
+
+def matches(row: dict[str, t.Any], f: Filters) -> bool:
+    if row["date"] is None or not f.since <= row["date"] < f.until:
+        return False
+    path = row["path"]
+    if f.path is not None and (
+        path is None
+        or (not path.startswith(f.path) if f.path_match == "prefix" else path != f.path)
+    ):
+        return False
+    status = row["status_code"]
+    if f.status is not None and status != f.status:
+        return False
+    if f.status_class is not None and (status is None or status // 100 != f.status_class):
+        return False
+    return all(getattr(f, name) in (None, row[name]) for name in TEXT_FILTERS)
+
+
+def nearest_rank(values: t.Iterable[float | None], p: Fraction) -> float | None:
+    ordered = sorted(v for v in values if v is not None)
+    return ordered[math.ceil(p * len(ordered)) - 1] if ordered else None
+
+
+def approx(value: float | None) -> t.Any:
+    # Averages may differ in the last bits by summation order.
+    return None if value is None else pytest.approx(value, rel=1e-9)
+
+
+def mean(values: t.Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def visitors(rows: Stored) -> int:
+    return len({r["remote_address"] for r in rows} - {None})
+
+
+def times(rows: Stored) -> list[float | None]:
+    return [r["response_time"] for r in rows]
+
+
+def ref_kpis(stored: Stored, f: Filters) -> Kpis:
+    rows = [r for r in stored if matches(r, f)]
+    codes = [r["status_code"] for r in rows if r["status_code"] is not None]
+    hits = len(rows)
+    return Kpis(
+        hits=hits,
+        visitors=visitors(rows),
+        avg=approx(mean(times(rows))),
+        p50=nearest_rank(times(rows), Fraction(1, 2)),
+        p95=nearest_rank(times(rows), Fraction(95, 100)),
+        p99=nearest_rank(times(rows), Fraction(99, 100)),
+        rate_4xx=sum(400 <= c < 500 for c in codes) / hits if hits else None,
+        rate_5xx=sum(500 <= c < 600 for c in codes) / hits if hits else None,
+        bytes_sent=sum(r["size"] or 0 for r in rows),
+    )
+
+
+def ref_series(stored: Stored, f: Filters) -> Series:
+    width = HOUR if f.until - f.since <= 2 * DAY else DAY
+    count = max(1, round((f.until - f.since) / width))
+    buckets: list[Stored] = [[] for _ in range(count)]
+    for row in (r for r in stored if matches(r, f)):
+        buckets[min((row["date"] - f.since) // width, count - 1)].append(row)
+    points = [
+        Point(f.since + k * width, len(b), visitors(b), nearest_rank(times(b), Fraction(1, 2)),
+              nearest_rank(times(b), Fraction(95, 100)))
+        for k, b in enumerate(buckets)
+    ]
+    return Series("hour" if width == HOUR else "day", points)
+
+
+def ranked(counts: dict[t.Any, int], limit: int) -> list[tuple[t.Any, int]]:
+    order = sorted(counts.items(), key=lambda item: (-item[1], item[0] is None, item[0]))
+    return order[:limit]
+
+
+def ref_top(stored: Stored, f: Filters, column: str, limit: int) -> list[tuple[t.Any, int]]:
+    return ranked(Counter(r[column] for r in stored if matches(r, f)), limit)
+
+
+def ref_status_classes(stored: Stored, f: Filters) -> list[tuple[str, int]]:
+    classes = Counter(
+        r["status_code"] // 100 for r in stored
+        if matches(r, f) and r["status_code"] is not None and 100 <= r["status_code"] < 600
+    )
+    return [(f"{c}xx", n) for c, n in sorted(classes.items())]
+
+
+def ref_top_paths(stored: Stored, f: Filters, limit: int) -> list[PathStats]:
+    groups: dict[str | None, Stored] = defaultdict(list)
+    for row in (r for r in stored if matches(r, f)):
+        groups[row["path"]].append(row)
+    return [
+        PathStats(
+            path=path,
+            hits=hits,
+            visitors=visitors(groups[path]),
+            avg=approx(mean(times(groups[path]))),
+            p95=nearest_rank(times(groups[path]), Fraction(95, 100)),
+            error_rate=sum((r["status_code"] or 0) >= 400 for r in groups[path]) / hits,
+            last_seen=max(r["date"] for r in groups[path]),
+        )
+        for path, hits in ranked({p: len(g) for p, g in groups.items()}, limit)
+    ]
+
+
+def ref_order(stored: Stored, f: Filters) -> list[int]:
+    rows = [r for r in stored if matches(r, f)]
+    present = sorted((r for r in rows if r[f.sort] is not None),
+                     key=lambda r: (r[f.sort], r["index"]), reverse=f.descending)
+    missing = sorted((r for r in rows if r[f.sort] is None),
+                     key=lambda r: r["index"], reverse=f.descending)
+    return [r["index"] for r in present + missing]
+
+
+def week(**fields: t.Any) -> Filters:
+    return dataclasses.replace(WEEK, **fields)
+
+
+CASES: dict[str, Filters] = {
+    "week": WEEK,
+    "two days, hourly": Filters.between(date(2024, 3, 4), date(2024, 3, 5)),
+    "one day": Filters.between(date(2024, 3, 6), date(2024, 3, 6)),
+    "three days": Filters.between(date(2024, 3, 3), date(2024, 3, 5)),
+    "around the data": Filters.between(date(2024, 2, 29), date(2024, 3, 14)),
+    "empty window": Filters.between(date(2023, 1, 1), date(2023, 1, 7)),
+    "exact /a_b%": week(path="/a_b%"),
+    "exact /about": week(path="/about"),
+    "exact /about with a space": week(path="/about "),
+    "single row": week(path="/single"),
+    "no such path": week(path="/nope"),
+    "prefix /a_b%": week(path="/a_b%", path_match="prefix"),
+    "prefix /a_": week(path="/a_", path_match="prefix"),
+    "prefix /about": week(path="/about", path_match="prefix"),
+    "prefix //": week(path="//", path_match="prefix"),
+    "prefix /%": week(path="/%", path_match="prefix"),
+    "prefix backslash": week(path="/p\\", path_match="prefix"),
+    "prefix /": week(path="/", path_match="prefix"),
+    "status 404": week(status=404),
+    "status 599": week(status=599),
+    "class 1xx": week(status_class=1),
+    "class 2xx": week(status_class=2),
+    "class 4xx": week(status_class=4),
+    "class 5xx": week(status_class=5),
+    "method POST": week(method="POST"),
+    "browser": week(browser="Firefox 72.0"),
+    "platform": week(platform="Mac OS X"),
+    "address A::1": week(remote_address="A::1"),
+    "user agent": week(user_agent="<script>x</script>"),
+    "combined": week(path="/a", path_match="prefix", status_class=2, method="GET",
+                     browser="Chrome 120.0"),
+}
+
+
+@pytest.fixture
+def seeded(store: Store) -> Seeded:
+    return store, store.insert(realistic_rows())
+
+
+def test_the_data_exercises_every_case(seeded: Seeded) -> None:
+    store, stored = seeded
+    hits = {name: sum(matches(r, f) for r in stored) for name, f in CASES.items()}
+    assert hits["empty window"] == hits["no such path"] == 0
+    assert hits["single row"] == 1
+    special = ("empty window", "no such path", "single row")
+    assert all(n > 1 for name, n in hits.items() if name not in special), hits
+
+
+def test_kpis(seeded: Seeded) -> None:
+    store, stored = seeded
+    for name, f in CASES.items():
+        assert queries.kpis(store.conn, store.table, f) == ref_kpis(stored, f), name
+        previous = f.previous()
+        assert queries.kpis(store.conn, store.table, previous) == ref_kpis(stored, previous), name
+
+
+def test_timeseries(seeded: Seeded) -> None:
+    store, stored = seeded
+    for name, f in CASES.items():
+        assert queries.timeseries(store.conn, store.table, f) == ref_series(stored, f), name
+
+
+def test_status_classes(seeded: Seeded) -> None:
+    store, stored = seeded
+    for name, f in CASES.items():
+        actual = queries.status_classes(store.conn, store.table, f)
+        assert actual == ref_status_classes(stored, f), name
+
+
+@pytest.mark.parametrize("column", queries.TOP_COLUMNS)
+def test_top(seeded: Seeded, column: str) -> None:
+    store, stored = seeded
+    for name, f in CASES.items():
+        for limit in (3, 1000):
+            actual = queries.top(store.conn, store.table, f, column, limit)
+            assert actual == ref_top(stored, f, column, limit), (name, limit)
+
+
+def test_top_paths(seeded: Seeded) -> None:
+    store, stored = seeded
+    for name, f in CASES.items():
+        for limit in (5, 1000):
+            actual = queries.top_paths(store.conn, store.table, f, limit)
+            assert actual == ref_top_paths(stored, f, limit), (name, limit)
+
+
+@pytest.mark.parametrize("sort", ["date", "response_time", "size", "status_code"])
+@pytest.mark.parametrize("descending", [True, False])
+def test_request_pages(seeded: Seeded, sort: str, descending: bool) -> None:
+    store, stored = seeded
+    by_index = {r["index"]: r for r in stored}
+    for name in ("week", "class 4xx", "prefix /a_b%", "single row", "empty window"):
+        f = dataclasses.replace(CASES[name], sort=sort, descending=descending)
+        expected = ref_order(stored, f)
+        seen: list[int] = []
+        for page in range(1, len(expected) // 40 + 3):
+            on_page = dataclasses.replace(f, page=page)
+            result = queries.request_page(store.conn, store.table, on_page, 40)
+            assert (result.page, result.page_size, result.has_previous) == (page, 40, page > 1)
+            assert result.has_next == (len(expected) > page * 40), (name, page)
+            assert all(dict(row) == by_index[row["index"]] for row in result.rows)
+            seen += [row["index"] for row in result.rows]
+        assert seen == expected, name
+
+
+def test_page_boundaries(store: Store) -> None:
+    rng = random.Random(3)
+    store.insert([make_row(rng, WEEK.since + k * HOUR) for k in range(20)])
+    newest_first = list(range(20, 0, -1))
+
+    def page(n: int, size: int) -> queries.Page:
+        return queries.request_page(store.conn, store.table, week(page=n), size)
+
+    assert [r["index"] for r in page(1, 10).rows] == newest_first[:10]
+    assert (page(1, 10).has_next, page(2, 10).has_next) == (True, False)
+    assert (page(1, 10).has_previous, page(2, 10).has_previous) == (False, True)
+    assert [r["index"] for r in page(2, 10).rows] == newest_first[10:]
+    assert (page(3, 10).rows, page(3, 10).has_next) == ([], False)
+    assert (len(page(1, 20).rows), page(1, 20).has_next) == (20, False)
+    assert (len(page(1, 19).rows), page(1, 19).has_next, len(page(2, 19).rows)) == (19, True, 1)
+    with pytest.raises(ValueError, match="page_size"):
+        page(1, 0)
+
+
+def test_sort_ties_go_by_index_and_nulls_last(store: Store) -> None:
+    rng = random.Random(5)
+    times_ = [0.5, None, 0.25, 0.5, None, 0.5, 0.25]
+    store.insert(
+        [make_row(rng, WEEK.since + k * HOUR, response_time=rt) for k, rt in enumerate(times_)]
+    )
+    order = {
+        desc: [r["index"] for r in queries.request_page(
+            store.conn, store.table, week(sort="response_time", descending=desc), 50).rows]
+        for desc in (True, False)
+    }
+    assert order[True] == [6, 4, 1, 7, 3, 5, 2]
+    assert order[False] == [3, 7, 1, 4, 6, 2, 5]
+
+
+def test_request_detail(seeded: Seeded) -> None:
+    store, stored = seeded
+    for row in (stored[0], stored[len(stored) // 2], stored[-1]):
+        assert dict(queries.request_detail(store.conn, store.table, row["index"]) or {}) == row
+    assert queries.request_detail(store.conn, store.table, 10**9) is None
+
+
+def test_an_empty_table(store: Store) -> None:
+    nothing = Kpis(0, 0, None, None, None, None, None, None, 0)
+    assert queries.kpis(store.conn, store.table, WEEK) == nothing
+    series = queries.timeseries(store.conn, store.table, WEEK)
+    empty_days = [Point(WEEK.since + k * DAY, 0, 0, None, None) for k in range(7)]
+    assert series == Series("day", empty_days)
+    assert queries.status_classes(store.conn, store.table, WEEK) == []
+    assert queries.top(store.conn, store.table, WEEK, "path") == []
+    assert queries.top_paths(store.conn, store.table, WEEK) == []
+    page = queries.request_page(store.conn, store.table, WEEK, 50)
+    assert (page.rows, page.has_next, page.has_previous) == ([], False, False)
+
+
+def test_one_row(store: Store) -> None:
+    when = datetime(2024, 3, 5, 13, 30)
+    store.insert([make_row(random.Random(1), when, response_time=0.375, remote_address="::1",
+                           status_code=503, size=None, path="/x")])
+    one = Kpis(1, 1, 0.375, 0.375, 0.375, 0.375, 0.0, 1.0, 0)
+    assert queries.kpis(store.conn, store.table, WEEK) == one
+    points = queries.timeseries(store.conn, store.table, WEEK).points
+    assert [p.hits for p in points] == [0, 1, 0, 0, 0, 0, 0]
+    assert (points[1].p50, points[1].p95, points[1].visitors) == (0.375, 0.375, 1)
+    stats = PathStats("/x", 1, 1, 0.375, 0.375, 1.0, when)
+    assert queries.top_paths(store.conn, store.table, WEEK) == [stats]
+
+
+def test_nearest_rank_percentiles(store: Store) -> None:
+    # 1..20 seconds: p50 is the 10th value, p95 the 19th, p99 the 20th.
+    rng = random.Random(2)
+    rows = [make_row(rng, WEEK.since + k * HOUR, response_time=float(k + 1)) for k in range(20)]
+    store.insert([*rows, make_row(rng, WEEK.since, response_time=None)])
+    kpis = queries.kpis(store.conn, store.table, WEEK)
+    assert (kpis.hits, kpis.p50, kpis.p95, kpis.p99, kpis.avg) == (21, 10.0, 19.0, 20.0, 10.5)
+
+
+def test_hour_bucket_edges(store: Store) -> None:
+    # SQLite's date functions round to milliseconds: 00:59:59.9999995 must stay in
+    # the first hour. MariaDB's DATETIME drops the fraction, which keeps it there too.
+    f = Filters.between(date(2024, 3, 4), date(2024, 3, 5))
+    rng = random.Random(4)
+    store.insert([make_row(rng, f.since + delta) for delta in (
+        timedelta(0), HOUR - MICRO, HOUR, HOUR + MICRO, 2 * HOUR - 500 * MICRO, 47 * HOUR,
+        48 * HOUR - MICRO, 48 * HOUR, -MICRO)])
+    series = queries.timeseries(store.conn, store.table, f)
+    assert series.width == "hour" and len(series.points) == 48
+    assert [p.start for p in series.points] == [f.since + k * HOUR for k in range(48)]
+    hits = [p.hits for p in series.points]
+    assert (hits[0], hits[1], hits[47], sum(hits)) == (2, 3, 2, 7)
+
+
+def test_width_switches_after_exactly_two_days() -> None:
+    two_days = Filters.between(date(2024, 3, 4), date(2024, 3, 5))
+    assert queries.bucket_width(two_days) == HOUR
+    assert queries.bucket_width(dataclasses.replace(two_days, until=two_days.until + MICRO)) == DAY
+    assert queries.bucket_width(Filters.between(date(2024, 3, 4), date(2024, 3, 6))) == DAY
+
+
+@pytest.mark.parametrize(
+    ("start", "since", "until"),
+    [
+        # Spring forward on 31 March: the window is 7 days less an hour.
+        (date(2024, 3, 28), datetime(2024, 3, 27, 23), datetime(2024, 4, 3, 22)),
+        # Fall back on 27 October: 7 days and an hour, the last bucket takes 25 hours.
+        (date(2024, 10, 24), datetime(2024, 10, 23, 22), datetime(2024, 10, 30, 23)),
+    ],
+)
+def test_day_buckets_across_daylight_saving(
+    store: Store, start: date, since: datetime, until: datetime
+) -> None:
+    f = Filters.between(start, start + 6 * DAY, tz="Europe/Berlin")
+    assert (f.since, f.until) == (since, until)
+    rng = random.Random(6)
+    # One request at 12:00 UTC on each day, and one in the window's last minute.
+    rows = [make_row(rng, datetime.combine(start + k * DAY, datetime.min.time()) + 12 * HOUR)
+            for k in range(7)]
+    rows.append(make_row(rng, until - timedelta(minutes=1)))
+    store.insert(rows)
+    series = queries.timeseries(store.conn, store.table, f)
+    assert [p.start for p in series.points] == [since + k * DAY for k in range(7)]
+    assert [p.hits for p in series.points] == [1, 1, 1, 1, 1, 1, 2]
+
+
+def test_prefix_and_exact_match_literally(store: Store) -> None:
+    rng = random.Random(8)
+    store.insert([make_row(rng, WEEK.since + k * HOUR, path=path) for k, path in enumerate(PATHS)])
+
+    def paths(**fields: t.Any) -> set[str | None]:
+        return {p for p, _ in queries.top(store.conn, store.table, week(**fields), "path", 100)}
+
+    assert paths(path="/a_b%", path_match="prefix") == {"/a_b%", "/a_b%/x"}
+    assert paths(path="/a_", path_match="prefix") == {"/a_b%", "/a_bc", "/a_b%/x"}
+    assert paths(path="/about", path_match="prefix") == {"/about", "/about "}
+    assert paths(path="//", path_match="prefix") == {"//x"}
+    assert paths(path="/%", path_match="prefix") == {"/%"}
+    assert paths(path="/p\\", path_match="prefix") == {"/p\\q"}
+    assert paths(path="/about") == {"/about"}
+    assert paths(path="/About") == {"/About"}
+    assert paths(path="/É") == set()
+
+
+def test_text_is_compared_by_code_point_whatever_the_collation(store: Store) -> None:
+    # Locale collations order "a" before "B" and "/é" next to "/e"; MySQL-family
+    # ones also equate "A" and "a". Results must not depend on that.
+    name = store.table.name
+    if store.backend == "postgresql":
+        store.conn.execute(sa.text(
+            f'ALTER TABLE {name} ALTER COLUMN path TYPE VARCHAR(255) COLLATE "en-US-x-icu"'))
+    elif store.backend == "mariadb":
+        store.conn.execute(sa.text(
+            f"ALTER TABLE {name} MODIFY path VARCHAR(255) "
+            "CHARACTER SET latin1 COLLATE latin1_general_ci"))
+    rng = random.Random(9)
+    paths = ["/b", "/B", "/a", "/A", "/é", "/e", "/a "]
+    store.insert([make_row(rng, WEEK.since + k * HOUR, path=p) for k, p in enumerate(paths)])
+    ordered = ["/A", "/B", "/a", "/a ", "/b", "/e", "/é"]
+    assert queries.top(store.conn, store.table, WEEK, "path", 100) == [(p, 1) for p in ordered]
+    assert [s.path for s in queries.top_paths(store.conn, store.table, WEEK, 100)] == ordered
+    assert queries.kpis(store.conn, store.table, week(path="/a")).hits == 1
+    assert queries.kpis(store.conn, store.table, week(path="/a", path_match="prefix")).hits == 2
+    assert queries.kpis(store.conn, store.table, week(path="/é", path_match="prefix")).hits == 1
+
+
+def test_unknown_top_column(store: Store) -> None:
+    with pytest.raises(ValueError, match="path"):
+        queries.top(store.conn, store.table, WEEK, "exception")
+
+
+row_strategy = st.builds(
+    lambda seed, minute, fields: make_row(
+        random.Random(seed), WEEK.since + minute * timedelta(minutes=1), **fields
+    ),
+    st.integers(0, 10**6),
+    st.integers(-60 * 24, 60 * 24 * 8),
+    st.fixed_dictionaries({}, optional={
+        "response_time": st.one_of(st.none(), st.sampled_from([0.1, 0.25, 2.0]),
+                                   st.floats(0, 100, allow_nan=False)),
+        "path": st.sampled_from(PATHS),
+        "remote_address": st.sampled_from(ADDRESSES[-5:]),
+    }),
+)
+filter_strategy = st.builds(
+    lambda days, length, fields: Filters.between(
+        date(2024, 3, 3) + days * DAY, date(2024, 3, 3) + (days + length) * DAY, **fields
+    ),
+    st.integers(0, 8),
+    st.integers(0, 3),
+    st.fixed_dictionaries({}, optional={
+        "path": st.sampled_from(["/a", "/a_b%", "/about", "/"]),
+        "path_match": st.sampled_from(["exact", "prefix"]),
+        "status_class": st.integers(1, 5),
+    }),
+)
+
+
+@pytest.fixture
+def examples(backend: str) -> int:
+    return 40 if backend == "sqlite" else 8
+
+
+def test_random_rows_and_filters(store: Store, examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(row_strategy, max_size=40), filter_strategy)
+    def check(rows: Stored, f: Filters) -> None:
+        store.clear()
+        stored = store.insert(rows)
+        assert queries.kpis(store.conn, store.table, f) == ref_kpis(stored, f)
+        assert queries.timeseries(store.conn, store.table, f) == ref_series(stored, f)
+        assert queries.top_paths(store.conn, store.table, f, 50) == ref_top_paths(stored, f, 50)
+
+    check()
