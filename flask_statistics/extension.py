@@ -124,6 +124,9 @@ class Statistics:
             extension=self, db=db, model=model, table=table, writer=writer, guard=guard
         )
         self._apps.add(app)
+        from .views import register_dashboard
+
+        register_dashboard(app, app.extensions[EXTENSION_KEY])
 
     def exempt(self, view: t.Any) -> t.Any:
         """Do not record requests to ``view``: a view function or a blueprint.

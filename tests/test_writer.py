@@ -120,6 +120,8 @@ def test_fork_gives_the_child_its_own_writer(make_app):
     )
     hello(app)
     client = app.test_client()
+    client.get("/first")
+    assert statistics.flush(timeout=10)  # the parent's writer is idle, not mid-write
     for _ in range(3):
         client.get("/")  # queued in the parent, not yet written
     with app.app_context():
@@ -137,13 +139,14 @@ def test_fork_gives_the_child_its_own_writer(make_app):
             child = app.test_client()
             child.get("/child")
             child.get("/child")
-            code = 0 if statistics.flush(timeout=10) and statistics.health().written == 2 else 3
+            flushed = statistics.flush(timeout=10)
+            code = 0 if flushed and statistics.health().written == 2 else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     got = rows(app, statistics)
-    assert sorted(r.path for r in got) == ["/", "/", "/", "/child", "/child"]
+    assert sorted(r.path for r in got) == ["/", "/", "/", "/child", "/child", "/first"]
 
 
 def test_queued_rows_are_written_at_interpreter_exit(tmp_path):

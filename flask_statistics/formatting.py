@@ -1,0 +1,174 @@
+"""Numbers, sizes, durations and dates formatted for people, and recorded text made
+safe to display.
+
+Recorded values are attacker-controlled. Escaping is Jinja's (HTML) and ElementTree's
+(SVG) job; :func:`clean` only removes what neither can encode or show: lone
+surrogates and control characters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import typing as t
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
+
+EMPTY = "—"
+
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean(value: t.Any) -> str:
+    """``value`` as text without control characters or lone surrogates.
+
+    Each one becomes a visible ``\\xNN``/``\\uNNNN`` escape, so a path that carried an
+    escape sequence still shows that it did.
+    """
+    text = value if isinstance(value, str) else str(value)
+    return _UNSHOWABLE.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shorten(value: t.Any, limit: int = 120) -> str:
+    """:func:`clean` text cut to ``limit`` characters with an ellipsis."""
+    text = clean(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def number(value: int | float | None) -> str:
+    """``12345`` → ``12,345``."""
+    if value is None:
+        return EMPTY
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds → ``0.42 ms``, ``87 ms``, ``1,234 ms`` or ``12.3 s``."""
+    if seconds is None or not math.isfinite(seconds):
+        return EMPTY
+    ms = seconds * 1000
+    # Thresholds sit where rounding would carry into the next format: 9.996 ms is
+    # "10 ms", not "10.0 ms".
+    if ms < 0.995:
+        return f"{ms:.2f} ms"
+    if ms < 9.95:
+        return f"{ms:.1f} ms"
+    if ms < 9_999.5:
+        return f"{ms:,.0f} ms"
+    return f"{seconds:,.1f} s"
+
+
+def milliseconds(seconds: float | None) -> float | None:
+    """Seconds → milliseconds rounded for charts; None stays None."""
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+_UNITS = ("KB", "MB", "GB", "TB")
+
+
+def filesize(size: int | float | None) -> str:
+    """Bytes → ``512 B``, ``1.5 KB``, ``12.3 MB`` (1 KB = 1024 B)."""
+    if size is None:
+        return EMPTY
+    value = float(size)
+    if abs(value) < 1024:
+        return f"{int(value):,} B"
+    for unit in _UNITS:
+        value /= 1024
+        if abs(value) < 99.95:
+            return f"{value:.1f} {unit}"
+        if abs(value) < 1023.5 or unit == _UNITS[-1]:
+            return f"{value:,.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def percent(ratio: float | None, digits: int = 1) -> str:
+    """``0.0123`` → ``1.2 %``."""
+    if ratio is None:
+        return EMPTY
+    return f"{ratio * 100:.{digits}f} %"
+
+
+def local(moment: datetime | None, tz: tzinfo) -> datetime | None:
+    """A naive UTC datetime from the database, converted to ``tz``."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(tz)
+
+
+def timestamp(moment: datetime | None, tz: tzinfo, *, seconds: bool = True) -> str:
+    """``2024-05-01 13:45:12 CEST``: the moment in ``tz`` with the zone's label."""
+    converted = local(moment, tz)
+    if converted is None:
+        return EMPTY
+    pattern = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return f"{converted.strftime(pattern)} {zone_label(converted)}"
+
+
+def zone_label(moment: datetime) -> str:
+    return moment.tzname() or str(moment.tzinfo)
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a KPI moved against the previous period."""
+
+    text: str  # "+12 %", "−0.4 pp", "new", "—"
+    direction: str  # "up", "down", "flat", "none"
+    tone: str  # "good", "bad", "neutral"
+    description: str  # for screen readers and the title attribute
+
+
+def change(
+    current: float | None,
+    previous: float | None,
+    *,
+    higher_is: str = "neutral",
+    points: bool = False,
+) -> Change:
+    """Relative change (``points=True``: percentage points of a 0..1 ratio).
+
+    ``higher_is`` is "good", "bad" or "neutral" and picks the tone of an increase.
+    """
+    if current is None or previous is None:
+        return Change(EMPTY, "none", "neutral", "no previous value to compare with")
+    if points:
+        diff = (current - previous) * 100
+        text = f"{_signed(diff, 1)} pp"
+        exact = abs(diff) < 0.05
+    elif previous == 0:
+        if current == 0:
+            return Change("±0 %", "flat", "neutral", "unchanged from the previous period")
+        return Change("new", "up", _tone("up", higher_is), "none in the previous period")
+    else:
+        diff = (current - previous) / abs(previous) * 100
+        text = f"{_signed(diff, 0 if abs(diff) >= 10 else 1)} %"
+        exact = abs(diff) < 0.05
+    if exact:
+        return Change("±0" + text[text.index(" "):], "flat", "neutral",
+                      "unchanged from the previous period")
+    direction = "up" if diff > 0 else "down"
+    word = "up" if diff > 0 else "down"
+    return Change(text, direction, _tone(direction, higher_is),
+                  f"{word} {text.lstrip('+−')} on the previous period")
+
+
+def _signed(value: float, digits: int) -> str:
+    sign = "+" if value > 0 else "−" if value < 0 else "±"
+    return f"{sign}{abs(value):,.{digits}f}"
+
+
+def _tone(direction: str, higher_is: str) -> str:
+    if higher_is == "neutral" or direction not in ("up", "down"):
+        return "neutral"
+    good = (direction == "up") == (higher_is == "good")
+    return "good" if good else "bad"

@@ -1,0 +1,299 @@
+"""What each dashboard partial shows. One builder per partial turns query results
+into template context; links are built here so templates stay declarative."""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field
+from datetime import tzinfo
+
+import sqlalchemy as sa
+from flask import url_for
+
+from . import charts, queries
+from .filters import METHODS, Filters
+from .formatting import (
+    Change,
+    change,
+    clean,
+    duration,
+    filesize,
+    number,
+    percent,
+    shorten,
+    timestamp,
+)
+from .security import EXTERNAL_REL, external_url
+
+#: Longest value a drill-down link may carry; the form rejects longer ones.
+MAX_FILTER_TEXT = 2048
+TOP_LIMIT = 10
+TOP_PATHS_LIMIT = 20
+
+
+class Links:
+    """URLs for one set of filters: the page, each partial, drill-downs, sorting and
+    pagination. Every link keeps the current filters unless told otherwise."""
+
+    def __init__(self, filters: Filters | None) -> None:
+        self.filters = filters
+
+    def args(self, **changes: t.Any) -> dict[str, str]:
+        if self.filters is None:
+            return {k: str(v) for k, v in changes.items() if v not in (None, "")}
+        return self.filters.query_args(**changes)
+
+    def index(self, **changes: t.Any) -> str:
+        return url_for(".index", **self.args(**changes))
+
+    def partial(self, endpoint: str, **changes: t.Any) -> str:
+        return url_for(f".{endpoint}", **self.args(**changes))
+
+    def detail(self, index: t.Any) -> str:
+        return url_for(".detail", index=index, **self.args())
+
+    def drill(self, **changes: t.Any) -> str | None:
+        """The dashboard narrowed by ``changes`` (back to page 1), or None when a value
+        cannot be a filter (NULL, too long, not a known method...)."""
+        for name, value in changes.items():
+            if value is not None and not _filterable(name, value):
+                return None
+        if "path" in changes and "path_match" not in changes:
+            changes["path_match"] = None  # a clicked path is an exact path
+        return self.index(page=None, **changes)
+
+    def sort(self, key: str) -> SortLink:
+        """Sorting the log by ``key``: newest/largest first, a second click flips it."""
+        current = self.filters is not None and self.filters.sort == key
+        descending = self.filters.descending if self.filters is not None else True
+        order = ("asc" if descending else "desc") if current else "desc"
+        changes = {"sort": key, "order": order, "page": None}
+        state = ("descending" if descending else "ascending") if current else None
+        return SortLink(
+            href=self.index(**changes),
+            hx=self.partial("requests", **changes),
+            state=state,
+        )
+
+    def page(self, number_: int) -> PageLink:
+        page = None if number_ == 1 else number_
+        return PageLink(
+            href=self.index(page=page), hx=self.partial("requests", page=page), number=number_
+        )
+
+
+@dataclass(frozen=True)
+class SortLink:
+    href: str
+    hx: str
+    state: str | None  # "ascending"/"descending" when the log is sorted by this column
+
+
+@dataclass(frozen=True)
+class PageLink:
+    href: str
+    hx: str
+    number: int
+
+
+def _filterable(name: str, value: t.Any) -> bool:
+    if name == "status":
+        return isinstance(value, str) or (isinstance(value, int) and 100 <= value <= 599)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_FILTER_TEXT:
+        return False
+    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        return False
+    if name == "method":
+        return value in METHODS
+    return True
+
+
+@dataclass
+class View:
+    """Everything a builder needs for one request."""
+
+    conn: sa.Connection
+    table: sa.Table
+    filters: Filters
+    tz: tzinfo
+    zone_name: str
+    page_size: int
+    links: Links
+    _cache: dict[str, t.Any] = field(default_factory=dict)
+
+    def series(self) -> queries.Series:
+        # The traffic and response-time charts share one query on the full page.
+        if "series" not in self._cache:
+            self._cache["series"] = queries.timeseries(self.conn, self.table, self.filters)
+        return t.cast(queries.Series, self._cache["series"])
+
+
+# ---------------------------------------------------------------------------------
+# KPI cards
+
+
+@dataclass(frozen=True)
+class Card:
+    key: str
+    label: str
+    value: str
+    change: Change
+    hint: str = ""
+
+
+def build_kpis(view: View) -> dict[str, t.Any]:
+    current = queries.kpis(view.conn, view.table, view.filters)
+    earlier = view.filters.previous()
+    before = queries.kpis(view.conn, view.table, earlier)
+
+    def rate_change(now: float | None, then: float | None) -> Change:
+        return change(now, then, higher_is="bad", points=True)
+
+    cards = [
+        Card("hits", "Hits", number(current.hits), change(current.hits, before.hits)),
+        Card("visitors", "Unique visitors", number(current.visitors),
+             change(current.visitors, before.visitors), "distinct client addresses"),
+        Card("avg", "Average time", duration(current.avg),
+             change(current.avg, before.avg, higher_is="bad")),
+        Card("p50", "p50 time", duration(current.p50),
+             change(current.p50, before.p50, higher_is="bad"), "median response time"),
+        Card("p95", "p95 time", duration(current.p95),
+             change(current.p95, before.p95, higher_is="bad")),
+        Card("p99", "p99 time", duration(current.p99),
+             change(current.p99, before.p99, higher_is="bad")),
+        Card("rate_4xx", "4xx rate", percent(current.rate_4xx),
+             rate_change(current.rate_4xx, before.rate_4xx), "client errors"),
+        Card("rate_5xx", "5xx rate", percent(current.rate_5xx),
+             rate_change(current.rate_5xx, before.rate_5xx), "server errors"),
+        Card("bytes_sent", "Bytes sent", filesize(current.bytes_sent),
+             change(current.bytes_sent, before.bytes_sent), f"{number(current.bytes_sent)} bytes"),
+    ]
+    return {"kpi_cards": cards, "previous_filters": earlier}
+
+
+# ---------------------------------------------------------------------------------
+# Charts
+
+
+def build_traffic(view: View) -> dict[str, t.Any]:
+    series = view.series()
+    return {
+        "traffic_chart": charts.traffic_chart(series, view.tz, view.zone_name),
+        "traffic_width": series.width,
+        "traffic_total": sum(p.hits for p in series.points),
+    }
+
+
+def build_response_times(view: View) -> dict[str, t.Any]:
+    series = view.series()
+    return {
+        "response_chart": charts.response_time_chart(series, view.tz, view.zone_name),
+        "response_width": series.width,
+    }
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One row of a top list: what to show, how often, and where a click goes."""
+
+    text: str
+    full: str
+    hits: int
+    drill: str | None = None
+    external: str | None = None
+
+
+def build_status(view: View) -> dict[str, t.Any]:
+    classes = queries.status_classes(view.conn, view.table, view.filters)
+    total = sum(hits for _, hits in classes)
+    items = [
+        Ranked(name, name, hits, view.links.drill(status=name)) for name, hits in classes
+    ]
+    chart = charts.status_chart(classes, lambda name: view.links.drill(status=name))
+    return {"status_chart": chart, "status_items": items, "status_total": total}
+
+
+@dataclass(frozen=True)
+class TopBlock:
+    key: str
+    title: str
+    chart: t.Any
+    items: list[Ranked]
+
+
+_TOPS = (
+    ("path", "Top paths"),
+    ("browser", "Top browsers"),
+    ("platform", "Top platforms"),
+    ("referrer", "Top referrers"),
+    ("method", "Methods"),
+)
+
+
+def build_top(view: View) -> dict[str, t.Any]:
+    blocks = []
+    for column, title in _TOPS:
+        values = queries.top(view.conn, view.table, view.filters, column, TOP_LIMIT)
+        drillable = column != "referrer"
+
+        def link(value: t.Any, column: str = column, drillable: bool = drillable) -> str | None:
+            return view.links.drill(**{column: value}) if drillable and value is not None else None
+
+        empty = "(no referrer)" if column == "referrer" else "(unknown)"
+        items = [
+            Ranked(
+                charts.label(value, empty),
+                clean(value) if value is not None else empty,
+                hits,
+                link(value),
+                external_url(value) if column == "referrer" else None,
+            )
+            for value, hits in values
+        ]
+        chart = charts.top_chart(title, values, link, empty=empty) if values else None
+        blocks.append(TopBlock(column, title, chart, items))
+    return {"top_blocks": blocks}
+
+
+# ---------------------------------------------------------------------------------
+# Tables
+
+
+def build_paths(view: View) -> dict[str, t.Any]:
+    return {"path_rows": queries.top_paths(view.conn, view.table, view.filters, TOP_PATHS_LIMIT)}
+
+
+def build_requests(view: View) -> dict[str, t.Any]:
+    page = queries.request_page(view.conn, view.table, view.filters, view.page_size)
+    return {"log": page}
+
+
+class Formatter:
+    """The formatting helpers templates use, with the dashboard's time zone bound."""
+
+    external_rel = EXTERNAL_REL
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+
+    number = staticmethod(number)
+    duration = staticmethod(duration)
+    filesize = staticmethod(filesize)
+    percent = staticmethod(percent)
+    clean = staticmethod(clean)
+    shorten = staticmethod(shorten)
+    external_url = staticmethod(external_url)
+
+    def time(self, moment: t.Any, seconds: bool = True) -> str:
+        return timestamp(moment, self.tz, seconds=seconds)
+
+    def iso(self, moment: t.Any) -> str:
+        """Machine-readable UTC for ``<time datetime>``."""
+        if moment is None:
+            return ""
+        return moment.isoformat(timespec="seconds") + "Z" if moment.tzinfo is None else moment.isoformat()
+
+    def status_class(self, code: t.Any) -> str:
+        if isinstance(code, int) and 100 <= code <= 599:
+            return f"s{code // 100}xx"
+        return "sunknown"

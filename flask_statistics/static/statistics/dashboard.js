@@ -1,0 +1,73 @@
+/* flask-statistics dashboard: the only script of our own. No eval, no inline code.
+ *
+ * - Hands each chart's tooltip settings (data-pygal-config on the <svg>) to
+ *   pygal-tooltips, which reads them from window.pygal.config[uuid]. This file loads
+ *   before pygal-tooltips, which initialises the charts already on the page.
+ * - Initialises the charts htmx swaps in later (htmx:after:swap), and drops their
+ *   native <title> tooltips, the fallback for browsers without JavaScript.
+ * - Shows a notice when a request fails, and hides it after the next good swap.
+ */
+(function () {
+  "use strict";
+
+  var pygal = (window.pygal = window.pygal || {});
+  pygal.config = pygal.config || {};
+  var known = new WeakSet();
+
+  function charts() {
+    return document.querySelectorAll("svg.pygal-chart[data-pygal-config]");
+  }
+
+  function register(svg) {
+    var settings = {};
+    try {
+      settings = JSON.parse(svg.getAttribute("data-pygal-config")) || {};
+    } catch (error) {
+      settings = {};
+    }
+    pygal.config[svg.id.replace(/^chart-/, "")] = settings;
+  }
+
+  function dropNativeTips(svg) {
+    svg.querySelectorAll("title.fs-native-tip").forEach(function (tip) {
+      tip.remove();
+    });
+  }
+
+  // Charts in the page as loaded: pygal-tooltips initialises them right after us.
+  charts().forEach(function (svg) {
+    known.add(svg);
+    register(svg);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (typeof pygal.init === "function") {
+      charts().forEach(dropNativeTips);
+    }
+  });
+
+  document.addEventListener("htmx:after:swap", function () {
+    var notice = document.getElementById("connection-error");
+    if (notice) {
+      notice.hidden = true;
+    }
+    charts().forEach(function (svg) {
+      if (known.has(svg)) {
+        return;
+      }
+      known.add(svg);
+      register(svg);
+      if (typeof pygal.init === "function") {
+        pygal.init(svg);
+        dropNativeTips(svg);
+      }
+    });
+  });
+
+  document.addEventListener("htmx:error", function () {
+    var notice = document.getElementById("connection-error");
+    if (notice) {
+      notice.hidden = false;
+    }
+  });
+})();

@@ -1,0 +1,230 @@
+"""The dashboard blueprint: the full page, one endpoint per htmx partial, the
+request detail page and the static files, all behind the guard.
+
+htmx requests (``HX-Request: true``) get the partial; htmx 4's history restore
+(``HX-Request-Type: full``) and every request without htmx get a whole page, so
+every view works without JavaScript and Back restores the previous filters.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, current_app, make_response, render_template, request
+
+from . import panels, queries, security
+from .config import ConfigError
+from .extension import BLUEPRINT_NAME, StatisticsState, state_of
+from .filters import zone
+from .forms import FilterForm, parse_filters
+from .models import bind_key
+
+logger = logging.getLogger("flask_statistics")
+
+#: The largest primary key a detail URL may ask for (BIGINT); larger ones are 404s.
+MAX_INDEX = 2**63 - 1
+HTMX_VARY = ("HX-Request", "HX-Request-Type")
+
+
+@dataclass(frozen=True)
+class Partial:
+    """One htmx target: its endpoint, element id, heading, template and data."""
+
+    name: str
+    title: str
+    build: t.Callable[[panels.View], dict[str, t.Any]]
+
+    @property
+    def template(self) -> str:
+        return f"statistics/partials/{self.name}.html"
+
+    @property
+    def element_id(self) -> str:
+        return f"panel-{self.name.replace('_', '-')}"
+
+    @property
+    def rule(self) -> str:
+        return f"/partials/{self.name.replace('_', '-')}"
+
+
+PARTIALS = {
+    p.name: p
+    for p in (
+        Partial("kpis", "Key figures", panels.build_kpis),
+        Partial("traffic", "Traffic", panels.build_traffic),
+        Partial("response_times", "Response time", panels.build_response_times),
+        Partial("status", "Status classes", panels.build_status),
+        Partial("top", "Top values", panels.build_top),
+        Partial("paths", "Top paths", panels.build_paths),
+        Partial("requests", "Requests", panels.build_requests),
+    )
+}
+
+
+def create_blueprint() -> Blueprint:
+    """A fresh dashboard blueprint; ``register_dashboard`` mounts it on an app."""
+    bp = Blueprint(
+        BLUEPRINT_NAME,
+        __name__,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/static",
+    )
+    security.install(bp, _state)
+    bp.add_url_rule("/", "index", index)
+    for partial in PARTIALS.values():
+        bp.add_url_rule(partial.rule, partial.name, _partial_view(partial))
+    bp.add_url_rule(f"/requests/<int(max={MAX_INDEX}):index>", "detail", detail)
+    bp.after_request(_vary)
+    bp.context_processor(_template_globals)
+    return bp
+
+
+def register_dashboard(app: Flask, state: StatisticsState) -> None:
+    """Mount the dashboard at ``STATISTICS_URL_PREFIX``; warn when nothing guards it."""
+    config = app.config
+    name = config["STATISTICS_TIMEZONE"]
+    try:
+        zone(name)
+    except (KeyError, ValueError, TypeError):
+        raise ConfigError(
+            f"STATISTICS_TIMEZONE must be an IANA time zone name such as 'UTC' or "
+            f"'Europe/Berlin', got {name!r}; if the name is right, install 'tzdata'"
+        ) from None
+    prefix = config["STATISTICS_URL_PREFIX"].rstrip("/")
+    app.register_blueprint(create_blueprint(), url_prefix=prefix)
+    if state.guard is None and not app.debug:
+        logger.warning(
+            "the statistics dashboard at %s/ has no guard, so anyone who can reach "
+            "this app can read its traffic; pass a guard, e.g. "
+            "Statistics(app, db, Request, lambda: None if current_user.is_admin else abort(403))",
+            prefix,
+        )
+
+
+# ---------------------------------------------------------------------------------
+# Views
+
+
+def index() -> Response:
+    filters, form = parse_filters(request.args, current_app.config)
+    partial = _wants_partial()
+    context = _context(filters, form)
+    if filters is None:
+        if partial:
+            response = _html("statistics/partials/dashboard.html", 400, lazy=True, **context)
+            response.headers["HX-Push-Url"] = "false"
+            return response
+        return _html("statistics/index.html", 400, lazy=False, **context)
+    if partial:
+        # Each panel then loads from its own endpoint, in parallel, with its own
+        # loading state. The pushed URL is the canonical one, without empty fields.
+        response = _html("statistics/partials/dashboard.html", 200, lazy=True, **context)
+        response.headers["HX-Push-Url"] = context["links"].index()
+        return response
+    with _connect() as conn:
+        view = _view(conn, filters, context["links"])
+        for item in PARTIALS.values():
+            context.update(item.build(view))
+    return _html("statistics/index.html", 200, lazy=False, **context)
+
+
+def _partial_view(partial: Partial) -> t.Callable[[], Response]:
+    def view() -> Response:
+        filters, form = parse_filters(request.args, current_app.config)
+        context = _context(filters, form, partial=partial)
+        wants_partial = _wants_partial()
+        if filters is None:
+            template = "statistics/partials/errors.html" if wants_partial else "statistics/partial_page.html"
+            return _html(template, 400, error_id=partial.element_id, **context)
+        with _connect() as conn:
+            context.update(partial.build(_view(conn, filters, context["links"])))
+        template = partial.template if wants_partial else "statistics/partial_page.html"
+        return _html(template, 200, **context)
+
+    view.__name__ = f"{partial.name}_partial"
+    view.__doc__ = f"The {partial.title.lower()} partial."
+    return view
+
+
+def detail(index: int) -> Response:
+    filters, form = parse_filters(request.args, current_app.config)
+    context = _context(filters, form)
+    if filters is None:
+        return _html("statistics/detail.html", 400, row=None, **context)
+    state = _state()
+    with _connect() as conn:
+        row = queries.request_detail(conn, state.table, index)
+    status = 200 if row is not None else 404
+    columns = [column.name for column in state.table.columns]
+    return _html("statistics/detail.html", status, row=row, columns=columns, index=index, **context)
+
+
+# ---------------------------------------------------------------------------------
+# Helpers
+
+
+def _state() -> StatisticsState:
+    return state_of(current_app)
+
+
+def _connect() -> t.Any:
+    state = _state()
+    return state.db.engines[bind_key(state.table)].connect()
+
+
+def _wants_partial() -> bool:
+    return (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-Request-Type", "partial") != "full"
+    )
+
+
+def _zone_name() -> str:
+    return str(current_app.config["STATISTICS_TIMEZONE"])
+
+
+def _context(
+    filters: t.Any, form: FilterForm, *, partial: Partial | None = None
+) -> dict[str, t.Any]:
+    return {
+        "filters": filters,
+        "form": form,
+        "links": panels.Links(filters),
+        "partial": partial,
+        "partials": PARTIALS,
+    }
+
+
+def _view(conn: t.Any, filters: t.Any, links: panels.Links) -> panels.View:
+    config = current_app.config
+    return panels.View(
+        conn=conn,
+        table=_state().table,
+        filters=filters,
+        tz=zone(_zone_name()),
+        zone_name=_zone_name(),
+        page_size=config["STATISTICS_PAGE_SIZE"],
+        links=links,
+    )
+
+
+def _template_globals() -> dict[str, t.Any]:
+    tz = zone(_zone_name())
+    return {"fmt": panels.Formatter(tz), "zone_name": _zone_name()}
+
+
+def _html(template: str, status: int, **context: t.Any) -> Response:
+    response = make_response(render_template(template, **context), status)
+    # Recorded traffic (addresses, user agents) should not linger in shared caches.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _vary(response: Response) -> Response:
+    if request.endpoint != f"{BLUEPRINT_NAME}.static":
+        for header in HTMX_VARY:
+            response.vary.add(header)
+    return response

@@ -1,0 +1,211 @@
+"""Pygal charts as inline SVG: clean under a strict CSP, accessible, escaped, and
+faithful to the data (every bucket, in time order)."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask_statistics import charts
+from flask_statistics.queries import Point, Series
+
+SVG = "{http://www.w3.org/2000/svg}"
+UTC = timezone.utc
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "\"quoted\" 'single' `back`",
+    "]]><![CDATA[<x>]]>",
+    "Tom & Jerry &amp; &#60;",
+    "bell\x07 escape\x1b[31m nul\x00 del\x7f c1\x85",
+    "lone \ud800 surrogate \udfff",
+    "RTL \u202e gnp.exe emoji 😀 ZWJ 👩‍💻 combining é",
+    "x" * 10_000,
+]
+
+
+def parse(svg: str) -> ET.Element:
+    """The chart must be well-formed XML: every label escaped."""
+    return ET.fromstring(svg)
+
+
+def texts(root: ET.Element, tag: str) -> list[str]:
+    return [el.text or "" for el in root.iter(f"{SVG}{tag}")]
+
+
+def series(width: str, start: datetime, hits: list[int]) -> Series:
+    step = timedelta(hours=1) if width == "hour" else timedelta(days=1)
+    points = [
+        Point(start + i * step, h, min(h, 3), 0.02 * h if h else None, 0.05 * h if h else None)
+        for i, h in enumerate(hits)
+    ]
+    return Series(width, points)  # type: ignore[arg-type]
+
+
+def all_charts() -> dict[str, str]:
+    hourly = series("hour", datetime(2024, 5, 2), [3, 0, 0, 5, 1, 0])
+    return {
+        "traffic": charts.traffic_chart(hourly, UTC, "UTC"),
+        "response_times": charts.response_time_chart(hourly, UTC, "UTC"),
+        "status": charts.status_chart([("2xx", 10), ("4xx", 2)], lambda c: f"/statistics/?status={c}"),
+        "top": charts.top_chart("Top paths", [("/a", 5), ("/b", 3), (None, 1)], lambda v: f"/statistics/?path={v}"),
+    }
+
+
+@pytest.mark.parametrize("name", ["traffic", "response_times", "status", "top"])
+def test_chart_svg_is_clean_under_a_strict_csp(name: str) -> None:
+    svg = all_charts()[name]
+    assert svg.startswith("<svg") and "<?xml" not in svg
+    for forbidden in ("<script", "<style", "style=", "javascript:", "kozea.github.io", "xlink:href", "<!--"):
+        assert forbidden not in svg, forbidden
+    root = parse(svg)
+    assert not [el for el in root.iter() if "style" in el.attrib]
+
+
+@pytest.mark.parametrize("name", ["traffic", "response_times", "status", "top"])
+def test_tooltip_config_moves_to_a_data_attribute(name: str) -> None:
+    root = parse(all_charts()[name])
+    assert root.get("id", "").startswith("chart-")
+    assert {"pygal-chart", "fs-chart"} <= set(root.get("class", "").split())
+    config = json.loads(root.get("data-pygal-config", ""))
+    assert set(config) == {"legends", "tooltip_fancy_mode", "width", "height"}
+    assert isinstance(config["legends"], list) and config["width"] > 0
+
+
+@pytest.mark.parametrize("name", ["traffic", "response_times", "status", "top"])
+def test_chart_has_an_accessible_title_and_description(name: str) -> None:
+    root = parse(all_charts()[name])
+    assert root.get("role") == "img"
+    title_id, desc_id = root.get("aria-labelledby", "").split()
+    title = root.find(f"{SVG}title")
+    desc = root.find(f"{SVG}desc")
+    assert title is not None and title.get("id") == title_id and title.text
+    assert desc is not None and desc.get("id") == desc_id and len(desc.text or "") > 20
+
+
+def test_traffic_chart_plots_every_bucket_in_time_order() -> None:
+    hits = [0, 4, 0, 0, 7, 2, 0, 0, 0, 1]
+    start = datetime(2024, 5, 1)
+    root = parse(charts.traffic_chart(series("day", start, hits), UTC, "UTC"))
+    # Each bucket is one point of the hits line, zeros included, left to right.
+    hit_values = [
+        el.text for el in root.iter(f"{SVG}desc")
+        if el.get("class") == "value" and _serie_of(root, el) == 0
+    ]
+    assert hit_values == [str(h) for h in hits]
+    xs = [float(el.text or 0) for el in root.iter(f"{SVG}desc")
+          if (el.get("class") or "").startswith("x ") and _serie_of(root, el) == 0]
+    assert xs == sorted(xs) and len(set(xs)) == len(hits)
+    labels = [el.text for el in root.iter(f"{SVG}desc") if el.get("class") == "x_label"][: len(hits)]
+    assert labels == [(start + timedelta(days=i)).strftime("%a %d %b") for i in range(len(hits))]
+
+
+def test_hour_buckets_are_labelled_in_the_dashboard_time_zone() -> None:
+    hourly = series("hour", datetime(2024, 5, 1, 22), [1, 2, 3])
+    root = parse(charts.traffic_chart(hourly, ZoneInfo("Europe/Berlin"), "Europe/Berlin"))
+    labels = [el.text for el in root.iter(f"{SVG}desc") if el.get("class") == "x_label"][:3]
+    # 22:00 UTC is midnight in Berlin (CEST): a new day gets its date.
+    assert labels == ["Thu 02 May 00:00", "01:00", "02:00"]
+    assert "Europe/Berlin" in (root.find(f"{SVG}desc").text or "")
+
+
+def test_response_time_chart_leaves_empty_buckets_as_gaps() -> None:
+    root = parse(charts.response_time_chart(series("hour", datetime(2024, 5, 2), [3, 0, 5]), UTC, "UTC"))
+    p50 = [el.text for el in root.iter(f"{SVG}desc")
+           if el.get("class") == "value" and _serie_of(root, el) == 0]
+    assert p50 == ["60 ms", "100 ms"]  # no dot for the empty hour
+
+
+def test_dense_hourly_series_shows_few_labels_but_every_point() -> None:
+    hits = [i % 5 for i in range(48)]
+    root = parse(charts.traffic_chart(series("hour", datetime(2024, 5, 1), hits), UTC, "UTC"))
+    axis_labels = [t_ for t_ in texts(root, "text") if re.match(r"^(\w{3} \d\d \w{3} )?\d\d:00$", t_)]
+    assert 4 <= len(axis_labels) <= 12
+    values = [el for el in root.iter(f"{SVG}desc") if el.get("class") == "value" and _serie_of(root, el) == 0]
+    assert len(values) == 48
+
+
+@pytest.mark.parametrize("label", HOSTILE)
+def test_hostile_labels_are_escaped_in_the_svg(label: str) -> None:
+    svg = charts.top_chart("Top paths", [(label, 3), ("/safe", 1)], lambda v: "/statistics/?path=x")
+    root = parse(svg)  # well-formed: nothing broke out of a text node or attribute
+    assert "<script>" not in svg and "<![CDATA[" not in svg and "]]>" not in svg
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", svg)
+    assert not re.search("[\ud800-\udfff]", svg)
+    assert all(not el.tag.endswith(("script", "style", "foreignObject")) for el in root.iter())
+    shown = " ".join(texts(root, "text") + texts(root, "title") + texts(root, "desc"))
+    expected = charts.label(label)
+    assert expected[:20] in shown
+    assert len(svg) < 20_000  # a 10 KB label is cut, not repeated everywhere
+
+
+def test_control_characters_stay_visible_as_escapes() -> None:
+    svg = charts.top_chart("Top", [("/a\x1b[31mred", 1)])
+    assert "/a\\x1b[31mred" in " ".join(texts(parse(svg), "title"))
+
+
+def test_hostile_labels_in_the_config_attribute_are_escaped() -> None:
+    svg = charts.traffic_chart(series("day", datetime(2024, 5, 1), [1, 2]), UTC, '"><script>alert(1)</script>')
+    root = parse(svg)
+    assert "<script>" not in svg
+    assert "alert(1)" in (root.find(f"{SVG}desc").text or "")
+
+
+def test_bars_link_to_a_drill_down_with_plain_href() -> None:
+    svg = charts.top_chart("Top paths", [("/a", 5), ("/b&c", 3)], lambda v: f"/statistics/?path={v}&x=1")
+    root = parse(svg)
+    links = [el for el in root.iter(f"{SVG}a")]
+    assert {a.get("href") for a in links} == {"/statistics/?path=/a&x=1", "/statistics/?path=/b&c&x=1"}
+    for a in links:
+        assert a.get("hx-get") == a.get("href") and a.get("hx-target") == "#dashboard"
+        assert "fs-drill" in a.get("class", "")
+
+
+def test_values_without_a_link_are_not_links() -> None:
+    svg = charts.top_chart("Top referrers", [("https://example.com/", 2)], lambda v: None)
+    assert not list(parse(svg).iter(f"{SVG}a"))
+
+
+def test_most_frequent_value_is_drawn_on_top() -> None:
+    root = parse(charts.top_chart("Top", [("/first", 9), ("/second", 5), ("/third", 1)]))
+    # Horizontal bars: the y axis lists labels bottom to top.
+    axis = [t_ for t_ in texts(root, "text") if t_.startswith("/")]
+    assert axis == ["/third", "/second", "/first"]
+
+
+def test_native_titles_are_a_js_free_tooltip_fallback() -> None:
+    root = parse(charts.top_chart("Top", [("/a", 5)]))
+    tips = [el for el in root.iter(f"{SVG}title") if el.get("class") == "fs-native-tip"]
+    assert [t_.text for t_ in tips] == ["/a: 5 hits"]
+
+
+def test_status_colours_follow_the_class() -> None:
+    root = parse(charts.status_chart([("5xx", 3)], lambda c: f"/s?status={c}"))
+    slices = [el for el in root.iter(f"{SVG}path") if "slice" in (el.get("class") or "")]
+    assert len(slices) == 1
+    series_of_slice = [g for g in root.iter(f"{SVG}g") if slices[0] in list(g.iter())
+                       and "series" in (g.get("class") or "")]
+    assert "color-4" in series_of_slice[0].get("class", "")  # the red of 5xx
+
+
+def test_committed_chart_stylesheet_is_current() -> None:
+    committed = charts.STYLESHEET.read_text(encoding="utf-8")
+    assert committed == charts.stylesheet(), "run: python -m flask_statistics.charts"
+    assert "#chart-" not in committed
+    assert ".fs-chart-default .color-0" in committed
+    assert ".fs-chart-status .color-4" in committed
+    assert "@media (prefers-color-scheme: dark)" in committed
+    assert "transparent" in committed  # the page's background shows through, light or dark
+
+
+def _serie_of(root: ET.Element, element: ET.Element) -> int | None:
+    for g in root.iter(f"{SVG}g"):
+        classes = (g.get("class") or "").split()
+        if "series" in classes and element in list(g.iter()):
+            for cls in classes:
+                if cls.startswith("serie-"):
+                    return int(cls[6:])
+    return None
