@@ -27,6 +27,12 @@ db = SQLAlchemy()
 statistics = Statistics()
 
 
+def local_only():
+    """The dashboard guard: only this machine may look at the statistics."""
+    if request.remote_addr not in ("127.0.0.1", "::1"):
+        abort(403)
+
+
 def create_app(database_url: str | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(Path(__file__).parent / "instance"))
     os.makedirs(app.instance_path, exist_ok=True)
@@ -38,7 +44,7 @@ def create_app(database_url: str | None = None) -> Flask:
     # e.g. DEMO_STATISTICS_WRITE_MODE=sync sets STATISTICS_WRITE_MODE.
     app.config.from_prefixed_env("DEMO")
     db.init_app(app)
-    statistics.init_app(app, db=db)
+    statistics.init_app(app, db=db, guard=local_only)
 
     @app.route("/")
     def index():
