@@ -38,6 +38,9 @@ _TOOLTIP_KEYS = ("legends", "tooltip_fancy_mode", "width", "height")
 #: display and keeps the longer text in a native <title>.
 LABEL_LIMIT = 200
 AXIS_LABEL_LIMIT = 24
+#: Room under the x labels of a chart with a one-row legend at the bottom: the row
+#: (legend_font_size 13 plus descenders) and a little air.
+_LEGEND_MARGIN_BOTTOM = 28
 
 _FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
 _PALETTE = ("#3b82f6", "#14b8a6", "#f59e0b", "#a855f7", "#ef4444", "#64748b")
@@ -112,6 +115,9 @@ def _theme_css(theme: Theme, style: Style, tooltip_fill: str) -> str:
         parts.append(template(text, style=style, colors=colors, strokes="", id=prefix))
     # pygal fills the tooltip box with the plot background, which is transparent here.
     parts.append(f"{prefix}.tooltip rect {{ fill: {tooltip_fill}; }}")
+    # pygal draws the series name in a tooltip in foreground_subtle, which is the grid
+    # colour here: almost invisible on the tooltip box.
+    parts.append(f"{prefix}.tooltip .legend {{ fill: {style.foreground}; }}")
     return minify_css("\n".join(parts))
 
 
@@ -224,11 +230,15 @@ def label(value: t.Any, empty: str = "(none)") -> str:
 # The dashboard's charts. Inputs are the dataclasses from queries.py.
 
 
-def _bucket_labels(points: t.Sequence[t.Any], width: str, tz: tzinfo) -> list[str]:
+def _bucket_moments(points: t.Sequence[t.Any], tz: tzinfo) -> list[datetime]:
+    return [t.cast(datetime, local(point.start, tz)) for point in points]
+
+
+def _bucket_labels(moments: t.Sequence[datetime], width: str) -> list[str]:
+    """Axis labels: an hour shows its date only where a new day starts."""
     labels = []
     previous_day = None
-    for point in points:
-        moment = t.cast(datetime, local(point.start, tz))
+    for moment in moments:
         if width == "hour":
             current_day = moment.date()
             text = moment.strftime("%H:%M")
@@ -239,6 +249,23 @@ def _bucket_labels(points: t.Sequence[t.Any], width: str, tz: tzinfo) -> list[st
             text = moment.strftime("%a %d %b")
         labels.append(text)
     return labels
+
+
+def _bucket_names(moments: t.Sequence[datetime], width: str) -> list[str]:
+    """Each bucket named in full (with its date), for tooltips and descriptions."""
+    pattern = "%a %d %b %H:%M" if width == "hour" else "%a %d %b"
+    return [moment.strftime(pattern) for moment in moments]
+
+
+def _titled(
+    name: str, values: t.Sequence[t.Any], buckets: t.Sequence[str], fmt: t.Callable[[t.Any], str]
+) -> list[t.Any]:
+    """Values with a native <title> each ("Tue 24 Nov · Hits: 1,234"), the tooltip
+    for browsers without JS; gaps (None) stay gaps."""
+    return [
+        value if value is None else {"value": value, "tooltip": f"{label(bucket)} · {name}: {fmt(value)}"}
+        for value, bucket in zip(values, buckets)
+    ]
 
 
 def _time_axis(count: int) -> dict[str, t.Any]:
@@ -252,6 +279,10 @@ def _time_axis(count: int) -> dict[str, t.Any]:
         show_dots=count <= 400,
         dots_size=2.5 if count <= 96 else 1.5,
         allow_interruptions=True,
+        # pygal 3.1.3 reserves too little room for a one-row legend at the bottom
+        # (it counts rows as series // columns, which is 0 here, and subtracts one),
+        # so the legend text would be cut by the edge of the SVG.
+        margin_bottom=_LEGEND_MARGIN_BOTTOM,
     )
 
 
@@ -259,11 +290,12 @@ def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     """Hits and unique visitors per bucket, every bucket in time order."""
     points = list(series.points)
     chart = _new_chart(pygal.Line, fill=False, width=1200, height=340, **_time_axis(len(points)))
-    labels = _bucket_labels(points, series.width, tz)
-    chart.x_labels = labels
+    moments = _bucket_moments(points, tz)
+    buckets = _bucket_names(moments, series.width)
+    chart.x_labels = _bucket_labels(moments, series.width)
     chart.value_formatter = number
-    chart.add("Hits", [p.hits for p in points])
-    chart.add("Unique visitors", [p.visitors for p in points])
+    chart.add("Hits", _titled("Hits", [p.hits for p in points], buckets, number))
+    chart.add("Unique visitors", _titled("Unique visitors", [p.visitors for p in points], buckets, number))
     total = sum(p.hits for p in points)
     peak = max(points, key=lambda p: p.hits, default=None)
     description = (
@@ -271,7 +303,7 @@ def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
         f"({zone_name}), {len(points)} buckets, {number(total)} hits in total"
     )
     if peak is not None and peak.hits:
-        description += f"; busiest {series.width}: {labels[points.index(peak)]} with {number(peak.hits)} hits"
+        description += f"; busiest {series.width}: {buckets[points.index(peak)]} with {number(peak.hits)} hits"
     return _render(chart, "Traffic over time", description + ".")
 
 
@@ -279,11 +311,13 @@ def response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     """p50 and p95 response time per bucket in milliseconds; empty buckets are gaps."""
     points = list(series.points)
     chart = _new_chart(pygal.Line, fill=False, width=800, height=320, **_time_axis(len(points)))
-    chart.x_labels = _bucket_labels(points, series.width, tz)
-    chart.value_formatter = lambda ms: duration(ms / 1000) if ms is not None else "no requests"
+    moments = _bucket_moments(points, tz)
+    buckets = _bucket_names(moments, series.width)
+    chart.x_labels = _bucket_labels(moments, series.width)
+    chart.value_formatter = _milliseconds_text
     chart.y_title = "milliseconds"
-    chart.add("p50", [milliseconds(p.p50) for p in points])
-    chart.add("p95", [milliseconds(p.p95) for p in points])
+    chart.add("p50", _titled("p50", [milliseconds(p.p50) for p in points], buckets, _milliseconds_text))
+    chart.add("p95", _titled("p95", [milliseconds(p.p95) for p in points], buckets, _milliseconds_text))
     p95s = [p.p95 for p in points if p.p95 is not None]
     description = (
         f"Line chart of the median (p50) and 95th percentile (p95) response time per "
@@ -292,6 +326,10 @@ def response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     if p95s:
         description += f"; highest p95: {duration(max(p95s))}"
     return _render(chart, "Response time over time", description + ".")
+
+
+def _milliseconds_text(ms: float | None) -> str:
+    return duration(ms / 1000) if ms is not None else "no requests"
 
 
 def status_chart(

@@ -231,6 +231,32 @@ def test_filters_swap_partials_push_the_url_and_back_restores(session: Session) 
     session.assert_clean()
 
 
+def test_enter_after_picking_a_date_adds_no_second_history_entry(session: Session) -> None:
+    page = session.page
+    session.open()
+    session.settle()
+    page.evaluate("window.__marker = 1")
+    default_start = (today() - timedelta(days=7)).isoformat()
+    yesterday = (today() - timedelta(days=1)).isoformat()
+
+    session.swap(lambda: page.select_option("#method", "GET"), method="GET", start=default_start)
+    # Picking a date applies it at once (its "change" event)...
+    session.swap(lambda: page.fill("#start", yesterday), start=yesterday, method="GET")
+    entries = page.evaluate("history.length")
+    # ...so Enter sends the same filter again: the data is refreshed, but the
+    # address is the same and must not become a second, identical history entry.
+    session.swap(lambda: page.press("#start", "Enter"), start=yesterday, method="GET")
+    assert page.evaluate("history.length") == entries, "the same URL was pushed twice"
+
+    # One Back returns to the filter before the date was picked.
+    session.swap(page.go_back, start=default_start, method="GET")
+    assert page.input_value("#start") == default_start
+    assert page.input_value("#method") == "GET"
+    assert kpi(page, "hits") == hits(session.site.count(method="GET"))
+    assert marker(page) == 1, "Back reloaded the page"
+    session.assert_clean()
+
+
 def test_request_log_paginates_and_sorts_in_place(session: Session) -> None:
     page = session.page
     session.open()
@@ -382,6 +408,10 @@ def test_without_javascript_the_data_and_the_form_work(session_factory: t.Callab
     assert page.locator("#panel-traffic svg.pygal-chart").count() == 1
     # Without the tooltip script, the charts keep their native <title> tooltips.
     assert page.locator("#panel-top svg title.fs-native-tip").count() > 0
+    for panel in ("traffic", "response-times"):
+        dots = page.locator(f"#panel-{panel} svg g.dots")
+        assert dots.count() > 0
+        assert page.locator(f"#panel-{panel} svg g.dots > title.fs-native-tip").count() == dots.count(), panel
 
     # The form submits as a plain GET.
     page.select_option("#method", "DELETE")
@@ -441,6 +471,30 @@ def test_dark_theme_and_phone_layout(session_factory: t.Callable[..., Session]) 
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     for box in page.locator("#panel-kpis .kpi").evaluate_all("els => els.map(e => e.getBoundingClientRect().right)"):
         assert box <= 390
+    # The content starts below the sticky top bar, not flush against it.
+    gap = page.evaluate(
+        "document.querySelector('#filters').getBoundingClientRect().top"
+        " - document.querySelector('.topbar').getBoundingClientRect().bottom"
+    )
+    assert gap >= 12, gap
+    # A panel's description is the last line of its head: no empty line under it.
+    assert page.evaluate(
+        """() => [...document.querySelectorAll('#dashboard .panel-head')].every(head => {
+            const meta = head.querySelector('.panel-meta');
+            return !meta || head.getBoundingClientRect().bottom - meta.getBoundingClientRect().bottom <= 1;
+        })"""
+    )
+    # Tables scroll in their own box rather than breaking short paths and times
+    # over several lines.
+    for selector in ("#paths-table .cell-path a", "#request-log .cell-path a", "#paths-table td.num"):
+        lines = page.locator(selector).evaluate_all(
+            """els => els.filter(e => e.textContent.trim().length <= 12).map(e => {
+                const range = document.createRange();
+                range.selectNodeContents(e);
+                return new Set([...range.getClientRects()].map(box => Math.round(box.top))).size;
+            })"""
+        )
+        assert lines and set(lines) == {1}, (selector, lines)
     phone.screenshot("phone", full_page=False)
     phone.swap(lambda: page.select_option("#method", "GET"), method="GET")
     assert set(log_column(page, 1)) == {"GET"}

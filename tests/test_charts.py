@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing as t
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -182,6 +183,52 @@ def test_native_titles_are_a_js_free_tooltip_fallback() -> None:
     assert [t_.text for t_ in tips] == ["/a: 5 hits"]
 
 
+@pytest.mark.parametrize("name", ["traffic", "response_times"])
+def test_every_time_chart_point_has_a_native_title(name: str) -> None:
+    root = parse(all_charts()[name])
+    series_names = json.loads(root.get("data-pygal-config", ""))["legends"]
+    dots = [g for g in root.iter(f"{SVG}g") if g.get("class") == "dots"]
+    # Two series of six hours; response times have no dot for the three empty hours.
+    assert len(dots) == (12 if name == "traffic" else 6)
+    for dot in dots:
+        tips = [el for el in dot.findall(f"{SVG}title") if el.get("class") == "fs-native-tip"]
+        value = dot.find(f"{SVG}desc[@class='value']").text
+        series_name = series_names[_serie_of(root, dot)]
+        assert [tip.text for tip in tips] == [f"{_hour_of(dot)} · {series_name}: {value}"]
+    first = next(t_ for t_ in texts(root, "title") if " · " in t_)
+    assert first == ("Thu 02 May 00:00 · Hits: 3" if name == "traffic" else "Thu 02 May 00:00 · p50: 60 ms")
+
+
+@pytest.mark.parametrize("chart", [charts.traffic_chart, charts.response_time_chart])
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_native_titles_of_time_charts_are_escaped(
+    chart: t.Callable[..., str], hostile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bucket names are dates today; the titles must stay safe if that ever changes.
+    monkeypatch.setattr(charts, "_bucket_names", lambda moments, width: [hostile] * len(moments))
+    svg = chart(series("day", datetime(2024, 5, 1), [1, 2]), UTC, "UTC")
+    root = parse(svg)
+    assert "<script>" not in svg and "]]>" not in svg
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", svg)
+    assert not re.search("[\ud800-\udfff]", svg)
+    tips = [el.text or "" for el in root.iter(f"{SVG}title") if el.get("class") == "fs-native-tip"]
+    assert len(tips) == 4 and all(tip.startswith(charts.label(hostile)[:20]) for tip in tips)
+
+
+@pytest.mark.parametrize("name", ["traffic", "response_times"])
+def test_legend_fits_inside_the_chart(name: str) -> None:
+    root = parse(all_charts()[name])
+    height = float(root.get("viewBox", "").split()[3])
+    legends = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "legends")
+    top = float(re.search(r"translate\(\s*[\d.]+\s*,\s*([\d.]+)\s*\)", legends.get("transform", "")).group(1))
+    font_size = charts.THEMES["default"].light.legend_font_size
+    baselines = [float(el.get("y", 0)) for el in legends.iter(f"{SVG}text")]
+    assert len(baselines) == 2
+    # Descenders ("Unique", "p95") reach about a third of the font size below the
+    # baseline; they must stay clear of the SVG's bottom edge.
+    assert top + max(baselines) + font_size / 3 + 2 <= height
+
+
 def test_status_colours_follow_the_class() -> None:
     root = parse(charts.status_chart([("5xx", 3)], lambda c: f"/s?status={c}"))
     slices = [el for el in root.iter(f"{SVG}path") if "slice" in (el.get("class") or "")]
@@ -199,6 +246,24 @@ def test_committed_chart_stylesheet_is_current() -> None:
     assert ".fs-chart-status .color-4" in committed
     assert "@media (prefers-color-scheme: dark)" in committed
     assert "transparent" in committed  # the page's background shows through, light or dark
+
+
+@pytest.mark.parametrize("theme", list(charts.THEMES.values()), ids=list(charts.THEMES))
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_series_name_in_a_tooltip_is_readable(theme: charts.Theme, dark: bool) -> None:
+    light_css, dark_css = charts.STYLESHEET.read_text(encoding="utf-8").split("@media (prefers-color-scheme: dark)")
+    style = theme.dark if dark else theme.light
+    # The last rule wins; pygal's own fills the series name with the grid colour.
+    fills = re.findall(
+        rf"\.{theme.css_class} \.tooltip \.legend\{{[^}}]*fill:\s*([^;}}]+)", dark_css if dark else light_css
+    )
+    assert fills and fills[-1].strip() == style.foreground != style.foreground_subtle
+
+
+def _hour_of(dot: ET.Element) -> str:
+    """The full name of a dot's bucket in all_charts() (hours from 2 May 00:00 UTC)."""
+    x_label = dot.find(f"{SVG}desc[@class='x_label']").text or ""
+    return x_label if " " in x_label else f"Thu 02 May {x_label}"
 
 
 def _serie_of(root: ET.Element, element: ET.Element) -> int | None:

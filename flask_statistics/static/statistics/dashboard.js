@@ -5,6 +5,9 @@
  *   before pygal-tooltips, which initialises the charts already on the page.
  * - Initialises the charts htmx swaps in later (htmx:after:swap), and drops their
  *   native <title> tooltips, the fallback for browsers without JavaScript.
+ * - Keeps an identical URL from being pushed twice (a date input applies the filter
+ *   on "change", and Enter then submits the same filter again), so that every Back
+ *   goes to a different filter.
  * - Shows a notice when a request fails, and hides it after the next good swap.
  */
 (function () {
@@ -62,6 +65,15 @@
         dropNativeTips(svg);
       }
     });
+  });
+
+  // htmx 4 pushes after every request with hx-push-url; the response is still
+  // swapped (fresh data), only the duplicate history entry is skipped.
+  document.addEventListener("htmx:before:history:update", function (event) {
+    var action = event.detail && event.detail.history;
+    if (action && action.type === "push" && new URL(action.path, location.href).href === location.href) {
+      event.preventDefault();
+    }
   });
 
   document.addEventListener("htmx:error", function () {
