@@ -1,6 +1,6 @@
 """How long each dashboard partial takes at a realistic row count.
 
-    python benchmarks/dashboard.py [--rows 100000] [--runs 5]
+    python benchmarks/dashboard.py [--rows 100000] [--runs 5] [--only sqlite|postgresql]
 
 Seeds ``--rows`` synthetic requests spread over the last 7 days (the default date
 range) into a SQLite file and into PostgreSQL (STATISTICS_BENCH_POSTGRESQL, default
@@ -110,12 +110,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", choices=("sqlite", "postgresql"), help="benchmark one database")
     args = parser.parse_args()
     print(f"Median of {args.runs} runs per endpoint, {args.rows:,} rows over 7 days\n")
-    with tempfile.TemporaryDirectory() as directory:
-        run(f"sqlite:///{directory}/dashboard.db", "SQLite file", args.rows, args.runs)
-    print()
-    run(POSTGRESQL, "PostgreSQL", args.rows, args.runs)
+    if args.only in (None, "sqlite"):
+        with tempfile.TemporaryDirectory() as directory:
+            run(f"sqlite:///{directory}/dashboard.db", "SQLite file", args.rows, args.runs)
+    if args.only is None:
+        print()
+    if args.only in (None, "postgresql"):
+        run(POSTGRESQL, "PostgreSQL", args.rows, args.runs)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,20 @@
 """SQL expressions that each database spells differently: exact text comparison,
-time offsets in whole microseconds, integer division. Supported: SQLite, PostgreSQL,
-MySQL 8 and MariaDB 10.2+ (window functions are needed)."""
+integer division, percentiles, index hints. Supported: SQLite, PostgreSQL, MySQL 8
+and MariaDB 10.2+ (window functions are needed)."""
 
 from __future__ import annotations
 
 import typing as t
-from datetime import datetime, timedelta
+from fractions import Fraction
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
-_EPOCH = datetime(1970, 1, 1)
-_MICROSECOND = timedelta(microseconds=1)
 _LIKE_ESCAPE = "/"
+_HAIR = Fraction(1, 2**45)
 
 
 def _is_mysql(dialect: Dialect) -> bool:
@@ -90,38 +90,24 @@ def int_div(dialect: Dialect, dividend: ColumnElement[t.Any], divisor: t.Any) ->
     return dividend.op(operator, precedence=100, return_type=sa.BigInteger())(divisor)
 
 
-def least(dialect: Dialect, a: t.Any, b: t.Any) -> ColumnElement[t.Any]:
-    """The smaller of two values (SQLite spells LEAST as a two-argument MIN)."""
+def unindexed(dialect: Dialect, column: ColumnElement[t.Any]) -> ColumnElement[t.Any]:
+    """``column`` unchanged, except that SQLite will not use an index to look it up."""
     if dialect.name == "sqlite":
-        return sa.func.min(a, b)
-    return sa.func.least(a, b)
+        # A unary + is SQLite's documented way to keep a term away from the planner's
+        # indexes; the value and its comparisons are unchanged.
+        return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+    return column
 
 
-def micros_since(
-    dialect: Dialect, column: ColumnElement[t.Any], start: datetime
-) -> ColumnElement[int]:
-    """Whole microseconds from ``start`` (naive UTC) to the naive DateTime ``column``,
-    computed exactly and independently of the session's time zone."""
-    if dialect.name == "sqlite":
-        # SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff". SQLite's date functions
-        # round to milliseconds (so 00:59:59.9999 would land in the next hour), so
-        # take whole seconds from strftime and the microseconds from the text.
-        seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(column, 1, 19)), sa.BigInteger)
-        fraction = sa.func.substr(column, 21, type_=sa.String()).op("||")("000000")
-        micros = sa.cast(sa.func.substr(fraction, 1, 6), sa.BigInteger)
-        start_micros = (start - _EPOCH) // _MICROSECOND
-        return seconds * 1_000_000 + micros - start_micros
-    if dialect.name == "postgresql":
-        # EXTRACT returns an exact numeric with 6 decimals on PostgreSQL 14+.
-        interval = column - sa.cast(start, sa.DateTime())
-        return sa.cast(sa.extract("epoch", interval) * 1_000_000, sa.BigInteger)
-    if _is_mysql(dialect):
-        # Unlike UNIX_TIMESTAMP, TIMESTAMPDIFF on DATETIME ignores the session zone.
-        return sa.func.timestampdiff(
-            sa.literal_column("MICROSECOND"), start, column, type_=sa.BigInteger()
-        )
-    raise NotImplementedError(
-        f"the statistics dashboard supports SQLite, PostgreSQL, MySQL and MariaDB, "
-        f"not {dialect.name!r}"
-    )
-
+def percentile_aggregate(
+    dialect: Dialect, value: ColumnElement[t.Any], p: Fraction
+) -> ColumnElement[t.Any] | None:
+    """The nearest-rank ``p`` percentile of ``value`` as an aggregate, on databases that
+    have one (PostgreSQL's ``percentile_disc``); None elsewhere."""
+    if dialect.name != "postgresql":
+        return None
+    # percentile_disc takes row ceil(p * n) with p * n in floating point, which can
+    # land just above a whole number and skip a row. A fraction a hair below p gives
+    # the exact rank for every n below 10**11.
+    below = float(p - _HAIR)
+    return sa.func.percentile_disc(sa.literal(below, sa.Float())).within_group(value)

@@ -1,8 +1,10 @@
-"""The dashboard's figures, each computed by the database in one query.
+"""The dashboard's figures, computed by the database.
 
 Nothing here loads the window's rows into Python: aggregates, percentiles and time
-buckets are SQL, and the request log is read one page at a time. Every function
-takes an open connection, the statistics table and the validated :class:`Filters`.
+buckets are SQL, and the request log is read one page at a time. Percentiles are an
+aggregate of the main query on PostgreSQL and a second query elsewhere, which sorts
+only the times. Every function takes an open connection, the statistics table and
+the validated :class:`Filters`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from .dialects import (
     as_double,
     exact_text,
     int_div,
-    least,
-    micros_since,
+    percentile_aggregate,
     text_equals,
     text_startswith,
+    unindexed,
 )
 from .filters import TEXT_FILTERS, Filters
 
@@ -98,9 +100,12 @@ class Page:
     has_previous: bool
 
 
-def _where(dialect: Dialect, table: sa.Table, filters: Filters) -> list[ColumnElement[bool]]:
+def _where(
+    dialect: Dialect, table: sa.Table, filters: Filters, date: ColumnElement[t.Any] | None = None
+) -> list[ColumnElement[bool]]:
     c = table.c
-    conditions = [c.date >= filters.since, c.date < filters.until]
+    date = c.date if date is None else date
+    conditions = [date >= filters.since, date < filters.until]
     if filters.path is not None:
         match = text_startswith if filters.path_match == "prefix" else text_equals
         conditions.append(match(dialect, c.path, filters.path))
@@ -116,24 +121,88 @@ def _where(dialect: Dialect, table: sa.Table, filters: Filters) -> list[ColumnEl
     return conditions
 
 
-def _ranked(value: ColumnElement[t.Any], partition: t.Any = None) -> list[ColumnElement[t.Any]]:
-    # Each row's 1-based rank by value within the partition, NULLs after every value
-    # on every database, and how many values are not NULL.
-    return [
-        sa.func.row_number()
-        .over(partition_by=partition, order_by=(value.is_(None), value))
-        .label("rank"),
-        sa.func.count(value).over(partition_by=partition).label("ranked"),
-    ]
+def _where_all(
+    conn: sa.Connection, table: sa.Table, filters: Filters
+) -> list[ColumnElement[bool]]:
+    """The conditions for a query that reads every row of the window.
+
+    SQLite has no statistics, so it reads any date range through the date index, one
+    row lookup at a time. When the window holds every dated row, reading the table
+    straight through is as fast for rows stored in date order and many times faster
+    for rows that are not (imported, or spread at random as in the benchmark).
+    """
+    date = table.c.date
+    if conn.dialect.name == "sqlite" and _date_indexed(table):
+        first, last = conn.execute(
+            sa.select(
+                sa.select(sa.func.min(date)).scalar_subquery(),
+                sa.select(sa.func.max(date)).scalar_subquery(),
+            )
+        ).one()
+        if first is not None and filters.since <= first and last < filters.until:
+            date = unindexed(conn.dialect, date)
+    return _where(conn.dialect, table, filters, date)
 
 
-def _nearest_rank(value: t.Any, rank: t.Any, ranked: t.Any, p: Fraction) -> ColumnElement[t.Any]:
-    # The nearest-rank percentile: the value at rank ceil(p * n), NULL when n == 0.
-    # rank == ceil(p * n) is written in integers, rank * den >= n * num > (rank - 1)
-    # * den, so no database rounds a float on the way.
-    num, den = p.numerator, p.denominator
-    at_rank = sa.and_(rank * den >= ranked * num, (rank - 1) * den < ranked * num)
-    return sa.func.min(sa.case((at_rank, value)))
+def _date_indexed(table: sa.Table) -> bool:
+    # Without an index on date, min() and max() would read the whole table.
+    return any(next(iter(index.columns), None) is table.c.date for index in table.indexes)
+
+
+def _aggregates(
+    dialect: Dialect, value: ColumnElement[t.Any], wanted: dict[str, Fraction]
+) -> list[ColumnElement[t.Any]]:
+    # The percentiles as aggregates of the main query, on databases that have them.
+    found = [percentile_aggregate(dialect, value, p) for p in wanted.values()]
+    if any(expression is None for expression in found):
+        return []
+    return [t.cast(ColumnElement[t.Any], e).label(name) for e, name in zip(found, wanted)]
+
+
+def _percentiles(
+    conn: sa.Connection,
+    value: ColumnElement[t.Any],
+    conditions: list[ColumnElement[bool]],
+    wanted: dict[str, Fraction],
+    group: ColumnElement[t.Any] | None = None,
+) -> dict[t.Any, RowMapping]:
+    """The nearest-rank percentiles ``wanted`` of ``value`` per ``group`` (or for all
+    rows), keyed by group (None without one), for databases without an aggregate.
+
+    The value at rank ceil(p * n) is the smallest whose cumulative share of the
+    non-NULL values, cume_dist() (tied values all count up to the last of them), is
+    at least p. Both sides of that comparison are doubles; it is exact for fewer than
+    10**13 values.
+    """
+    # The group is computed once, in an inner query, rather than again for PARTITION BY.
+    rows = (
+        sa.select(*([] if group is None else [group.label("grp")]), value.label("value"))
+        .where(*conditions, value.is_not(None))
+        .subquery("times")
+    )
+    ranked = sa.select(
+        rows,
+        sa.func.cume_dist(type_=sa.Float())
+        .over(partition_by=None if group is None else rows.c.grp, order_by=rows.c.value)
+        .label("share"),
+    ).subquery("ranked")
+    r = ranked.c
+    keys = [] if group is None else [r.grp]
+    query = (
+        sa.select(
+            *keys,
+            *(
+                sa.func.min(sa.case((r.share >= sa.literal(float(p), sa.Float()), r.value)))
+                .label(name)
+                for name, p in wanted.items()
+            ),
+        )
+        # Only rows at or above the lowest percentile can be picked; fewer to group.
+        .where(r.share >= sa.literal(float(min(wanted.values())), sa.Float()))
+        .group_by(*keys)
+    )
+    result = conn.execute(query).mappings()
+    return {None if group is None else row["grp"]: row for row in result}
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[t.Any]:
@@ -154,37 +223,28 @@ def kpis(conn: sa.Connection, table: sa.Table, filters: Filters) -> Kpis:
     d = conn.dialect
     c = table.c
     rt = as_double(d, c.response_time)
-    rows = (
-        sa.select(
-            rt.label("rt"),
-            exact_text(d, c.remote_address).label("visitor"),
-            c.status_code.label("status"),
-            c.size.label("size"),
-            *_ranked(rt),
-        )
-        .where(*_where(d, table, filters))
-        .subquery("rows")
-    )
-    r = rows.c
+    where = _where_all(conn, table, filters)
+    wanted = {"p50": P50, "p95": P95, "p99": P99}
+    inline = _aggregates(d, rt, wanted)
     query = sa.select(
         sa.func.count().label("hits"),
-        sa.func.count(sa.distinct(r.visitor)).label("visitors"),
-        sa.func.avg(r.rt).label("avg"),
-        *(_nearest_rank(r.rt, r.rank, r.ranked, p).label(n) for n, p in
-          (("p50", P50), ("p95", P95), ("p99", P99))),
-        _count_if(sa.and_(r.status >= 400, r.status < 500)).label("n4xx"),
-        _count_if(sa.and_(r.status >= 500, r.status < 600)).label("n5xx"),
-        sa.func.coalesce(sa.func.sum(r.size), 0).label("bytes_sent"),
-    )
+        sa.func.count(sa.distinct(exact_text(d, c.remote_address))).label("visitors"),
+        sa.func.avg(rt).label("avg"),
+        *inline,
+        _count_if(sa.and_(c.status_code >= 400, c.status_code < 500)).label("n4xx"),
+        _count_if(sa.and_(c.status_code >= 500, c.status_code < 600)).label("n5xx"),
+        sa.func.coalesce(sa.func.sum(c.size), 0).label("bytes_sent"),
+    ).where(*where)
     row = conn.execute(query).one()
     hits = int(row.hits)
+    times = row._mapping if inline else _percentiles(conn, rt, where, wanted)[None]
     return Kpis(
         hits=hits,
         visitors=int(row.visitors),
         avg=_float(row.avg),
-        p50=_float(row.p50),
-        p95=_float(row.p95),
-        p99=_float(row.p99),
+        p50=_float(times["p50"]),
+        p95=_float(times["p95"]),
+        p99=_float(times["p99"]),
         rate_4xx=_rate(int(row.n4xx), hits),
         rate_5xx=_rate(int(row.n5xx), hits),
         bytes_sent=int(row.bytes_sent),
@@ -207,6 +267,23 @@ def bucket_count(filters: Filters, width: timedelta) -> int:
     return max(1, round((filters.until - filters.since) / width))
 
 
+def _bucket(
+    date: ColumnElement[t.Any], since: datetime, width: timedelta, count: int
+) -> ColumnElement[t.Any]:
+    # The index of the bucket holding each date, by binary search over the bucket
+    # starts: comparing dates is exact to the microsecond on every database and much
+    # cheaper than date arithmetic on each row. The last bucket runs to the window's
+    # end. The starts are written into the SQL, so any number of them fits.
+    def search(first: int, last: int) -> ColumnElement[t.Any]:
+        if first == last:
+            return sa.literal_column(str(first), sa.Integer())
+        middle = (first + last + 1) // 2
+        start = sa.bindparam(None, since + middle * width, type_=date.type, literal_execute=True)
+        return sa.case((date < start, search(first, middle - 1)), else_=search(middle, last))
+
+    return search(0, count - 1)
+
+
 def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series:
     """Hits, visitors and p50/p95 response time per hour or day, every bucket present.
 
@@ -218,42 +295,48 @@ def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series
     c = table.c
     width = bucket_width(filters)
     count = bucket_count(filters, width)
-    width_micros = width // timedelta(microseconds=1)
-    bucket = least(d, int_div(d, micros_since(d, c.date, filters.since), width_micros), count - 1)
+    bucket = _bucket(c.date, filters.since, width, count)
     rt = as_double(d, c.response_time)
+    where = _where_all(conn, table, filters)
     base = (
         sa.select(
             bucket.label("bucket"),
             rt.label("rt"),
             exact_text(d, c.remote_address).label("visitor"),
         )
-        .where(*_where(d, table, filters))
+        .where(*where)
         .subquery("base")
     )
-    rows = sa.select(base, *_ranked(base.c.rt, base.c.bucket)).subquery("rows")
-    r = rows.c
+    b = base.c
+    wanted = {"p50": P50, "p95": P95}
+    inline = _aggregates(d, b.rt, wanted)
     query = (
         sa.select(
-            r.bucket,
+            b.bucket,
             sa.func.count().label("hits"),
-            sa.func.count(sa.distinct(r.visitor)).label("visitors"),
-            _nearest_rank(r.rt, r.rank, r.ranked, P50).label("p50"),
-            _nearest_rank(r.rt, r.rank, r.ranked, P95).label("p95"),
+            sa.func.count(sa.distinct(b.visitor)).label("visitors"),
+            *inline,
         )
-        .group_by(r.bucket)
-        .order_by(r.bucket)
+        .group_by(b.bucket)
+        .order_by(b.bucket)
     )
-    found = {int(row.bucket): row for row in conn.execute(query)}
+    found = {int(row["bucket"]): row for row in conn.execute(query).mappings()}
+    times: t.Mapping[t.Any, t.Any] = found
+    if not inline:
+        times = {int(k): v for k, v in _percentiles(conn, rt, where, wanted, bucket).items()}
     points = []
     for index in range(count):
-        row = found.get(index)
         start = filters.since + index * width
+        row = found.get(index)
         if row is None:
             points.append(Point(start, 0, 0, None, None))
-        else:
-            points.append(
-                Point(start, int(row.hits), int(row.visitors), _float(row.p50), _float(row.p95))
-            )
+            continue
+        # A bucket whose times are all NULL has no percentile row.
+        pct = times.get(index, {})
+        points.append(
+            Point(start, int(row["hits"]), int(row["visitors"]),
+                  _float(pct.get("p50")), _float(pct.get("p95")))
+        )
     return Series("hour" if width == HOUR else "day", points)
 
 
@@ -264,7 +347,7 @@ def status_classes(conn: sa.Connection, table: sa.Table, filters: Filters) -> li
     c = table.c
     base = (
         sa.select(int_div(d, c.status_code, 100).label("cls"))
-        .where(*_where(d, table, filters), c.status_code >= 100, c.status_code < 600)
+        .where(*_where_all(conn, table, filters), c.status_code >= 100, c.status_code < 600)
         .subquery("base")
     )
     query = (
@@ -286,7 +369,8 @@ def top(
     value: ColumnElement[t.Any] = table.c[column]
     if column != "status_code":
         value = exact_text(d, value)
-    base = sa.select(value.label("value")).where(*_where(d, table, filters)).subquery("base")
+    where = _where_all(conn, table, filters)
+    base = sa.select(value.label("value")).where(*where).subquery("base")
     hits = sa.func.count()
     query = (
         sa.select(base.c.value, hits.label("hits"))
@@ -305,46 +389,76 @@ def top_paths(
     d = conn.dialect
     c = table.c
     rt = as_double(d, c.response_time)
+    path = exact_text(d, c.path)
+    where = _where_all(conn, table, filters)
     base = (
         sa.select(
-            exact_text(d, c.path).label("path"),
+            path.label("path"),
             rt.label("rt"),
             exact_text(d, c.remote_address).label("visitor"),
             c.status_code.label("status"),
             c.date.label("date"),
         )
-        .where(*_where(d, table, filters))
+        .where(*where)
         .subquery("base")
     )
-    rows = sa.select(base, *_ranked(base.c.rt, base.c.path)).subquery("rows")
-    r = rows.c
+    b = base.c
+    inline = _aggregates(d, b.rt, {"p95": P95})
     hits = sa.func.count()
     query = (
         sa.select(
-            r.path,
+            b.path,
             hits.label("hits"),
-            sa.func.count(sa.distinct(r.visitor)).label("visitors"),
-            sa.func.avg(r.rt).label("avg"),
-            _nearest_rank(r.rt, r.rank, r.ranked, P95).label("p95"),
-            _count_if(r.status >= 400).label("errors"),
-            sa.func.max(r.date).label("last_seen"),
+            sa.func.count(sa.distinct(b.visitor)).label("visitors"),
+            sa.func.avg(b.rt).label("avg"),
+            *inline,
+            _count_if(b.status >= 400).label("errors"),
+            sa.func.max(b.date).label("last_seen"),
         )
-        .group_by(r.path)
-        .order_by(hits.desc(), r.path.is_(None), r.path)
+        .group_by(b.path)
+        .order_by(hits.desc(), b.path.is_(None), b.path)
         .limit(limit)
     )
+    rows = list(conn.execute(query).mappings())
+    p95 = [row.get("p95") for row in rows]
+    if not inline and rows:
+        p95 = _path_p95(conn, c.path, path, rt, where, [row["path"] for row in rows])
     return [
         PathStats(
-            path=row.path,
-            hits=int(row.hits),
-            visitors=int(row.visitors),
-            avg=_float(row.avg),
-            p95=_float(row.p95),
-            error_rate=int(row.errors) / int(row.hits),
-            last_seen=row.last_seen,
+            path=row["path"],
+            hits=int(row["hits"]),
+            visitors=int(row["visitors"]),
+            avg=_float(row["avg"]),
+            p95=_float(p95[place]),
+            error_rate=int(row["errors"]) / int(row["hits"]),
+            last_seen=row["last_seen"],
         )
-        for row in conn.execute(query)
+        for place, row in enumerate(rows)
     ]
+
+
+def _path_p95(
+    conn: sa.Connection,
+    column: ColumnElement[t.Any],
+    path: ColumnElement[t.Any],
+    rt: ColumnElement[t.Any],
+    where: list[ColumnElement[bool]],
+    shown: list[str | None],
+) -> list[t.Any]:
+    # The p95 of each path in ``shown``, ranking only their rows. Rows are grouped by
+    # their path's place in the list: a small number sorts faster than the text.
+    places = {p: sa.literal_column(str(i), sa.Integer()) for i, p in enumerate(shown)}
+    named = [p for p in shown if p is not None]
+    place: ColumnElement[t.Any] = sa.null()
+    if named:
+        place = sa.case({p: places[p] for p in named}, value=path)
+    # On MySQL this also lets through case variants of the names; place ignores them.
+    nearby = column.in_(named)
+    if None in places:
+        place = sa.case((column.is_(None), places[None]), else_=place)
+        nearby = sa.or_(nearby, column.is_(None))
+    found = _percentiles(conn, rt, [*where, nearby], {"p95": P95}, place)
+    return [found[i]["p95"] if i in found else None for i in range(len(shown))]
 
 
 def _columns(dialect: Dialect, table: sa.Table) -> list[ColumnElement[t.Any]]:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from flask_statistics import queries
 from flask_statistics.filters import TEXT_FILTERS, Filters
+from flask_statistics.forms import MAX_DAYS
 from flask_statistics.queries import Kpis, PathStats, Point, Series
 
 WEEK = Filters.between(date(2024, 3, 4), date(2024, 3, 10))
@@ -106,9 +107,8 @@ class Store:
 Seeded = tuple[Store, Stored]
 
 
-@pytest.fixture
-def store(make_app: t.Any, backend: str) -> t.Iterator[Store]:
-    app, db, _model, _statistics = make_app(model="seed")
+def open_store(make_app: t.Any, backend: str, model: str) -> t.Iterator[Store]:
+    app, db, _model, _statistics = make_app(model=model)
     table = app.extensions["statistics"].table
     with app.app_context():
         engine = db.engines[table.metadata.info.get("bind_key")]
@@ -122,6 +122,18 @@ def store(make_app: t.Any, backend: str) -> t.Iterator[Store]:
         elif backend == "postgresql":
             conn.execute(sa.text("SET TIME ZONE 'America/Sao_Paulo'"))
         yield Store(conn, table, backend)
+
+
+@pytest.fixture
+def store(make_app: t.Any, backend: str) -> t.Iterator[Store]:
+    """A table of the classic example's model, without indexes."""
+    yield from open_store(make_app, backend, "seed")
+
+
+@pytest.fixture
+def indexed_store(make_app: t.Any, backend: str) -> t.Iterator[Store]:
+    """A table of the default model, with its indexes."""
+    yield from open_store(make_app, backend, "default")
 
 
 # The reference: plain Python over the stored rows.
@@ -283,6 +295,34 @@ CASES: dict[str, Filters] = {
 @pytest.fixture
 def seeded(store: Store) -> Seeded:
     return store, store.insert(realistic_rows())
+
+
+def test_the_default_model_and_its_indexes(indexed_store: Store) -> None:
+    # The same figures whether the database reads the window through the date index
+    # or, when the window holds every row, straight through the table.
+    store = indexed_store
+    stored = store.insert(realistic_rows())
+    assert all(matches(r, CASES["around the data"]) for r in stored)
+    for name in ("around the data", "week", "prefix /a_", "class 4xx", "two days, hourly"):
+        f = CASES[name]
+        assert queries.kpis(store.conn, store.table, f) == ref_kpis(stored, f), name
+        assert queries.timeseries(store.conn, store.table, f) == ref_series(stored, f), name
+        actual = queries.top_paths(store.conn, store.table, f, 5)
+        assert actual == ref_top_paths(stored, f, 5), name
+        actual_classes = queries.status_classes(store.conn, store.table, f)
+        assert actual_classes == ref_status_classes(stored, f), name
+        for column in ("path", "referrer"):
+            actual_top = queries.top(store.conn, store.table, f, column, 3)
+            assert actual_top == ref_top(stored, f, column, 3), (name, column)
+
+
+def test_the_longest_window(seeded: Seeded) -> None:
+    store, stored = seeded
+    last = WEEK.end_day + 4 * DAY
+    f = Filters.between(last - (MAX_DAYS - 1) * DAY, last)
+    series = queries.timeseries(store.conn, store.table, f)
+    assert len(series.points) == MAX_DAYS
+    assert series == ref_series(stored, f)
 
 
 def test_the_data_exercises_every_case(seeded: Seeded) -> None:
