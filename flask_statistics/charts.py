@@ -286,13 +286,18 @@ def _time_axis(count: int) -> dict[str, t.Any]:
     )
 
 
+def _time_line(series: t.Any, tz: tzinfo, *, width: int, height: int) -> tuple[t.Any, list[t.Any], list[str]]:
+    """A line chart over the series' buckets: the chart, its points and bucket names."""
+    points = list(series.points)
+    chart = _new_chart(pygal.Line, fill=False, width=width, height=height, **_time_axis(len(points)))
+    moments = _bucket_moments(points, tz)
+    chart.x_labels = _bucket_labels(moments, series.width)
+    return chart, points, _bucket_names(moments, series.width)
+
+
 def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     """Hits and unique visitors per bucket, every bucket in time order."""
-    points = list(series.points)
-    chart = _new_chart(pygal.Line, fill=False, width=1200, height=340, **_time_axis(len(points)))
-    moments = _bucket_moments(points, tz)
-    buckets = _bucket_names(moments, series.width)
-    chart.x_labels = _bucket_labels(moments, series.width)
+    chart, points, buckets = _time_line(series, tz, width=1200, height=340)
     chart.value_formatter = number
     chart.add("Hits", _titled("Hits", [p.hits for p in points], buckets, number))
     chart.add("Unique visitors", _titled("Unique visitors", [p.visitors for p in points], buckets, number))
@@ -309,11 +314,7 @@ def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
 
 def response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     """p50 and p95 response time per bucket in milliseconds; empty buckets are gaps."""
-    points = list(series.points)
-    chart = _new_chart(pygal.Line, fill=False, width=800, height=320, **_time_axis(len(points)))
-    moments = _bucket_moments(points, tz)
-    buckets = _bucket_names(moments, series.width)
-    chart.x_labels = _bucket_labels(moments, series.width)
+    chart, points, buckets = _time_line(series, tz, width=800, height=320)
     chart.value_formatter = _milliseconds_text
     chart.y_title = "milliseconds"
     chart.add("p50", _titled("p50", [milliseconds(p.p50) for p in points], buckets, _milliseconds_text))
