@@ -127,6 +127,9 @@ class Statistics:
         from .views import register_dashboard
 
         register_dashboard(app, app.extensions[EXTENSION_KEY])
+        from . import shutdown
+
+        shutdown.install()
 
     def exempt(self, view: t.Any) -> t.Any:
         """Do not record requests to ``view``: a view function or a blueprint.
