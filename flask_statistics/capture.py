@@ -1,7 +1,9 @@
 """Request hooks: time each request and build a plain record of what was served.
 
 Nothing here parses or touches the database; the record goes to the writer as raw
-strings, so the cost on the request path stays a few microseconds.
+strings, so the cost on the request path stays a few microseconds. Strings are cut to
+the maximums below before anything is queued, so a queued record is small whatever a
+client sends, and the address and referrer are minimised here when the app asks for it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ logger = logging.getLogger("flask_statistics")
 
 _G_KEY = "_flask_statistics"
 _NO_BODY_STATUS = frozenset((204, 304))
+
+#: The most characters kept of each recorded string, whatever its column allows.
+MAX_PATH = 2048
+MAX_USER_AGENT = 512
+MAX_REFERRER = 2048
+MAX_EXCEPTION = 4096
+MAX_ADDRESS = 128
+MAX_METHOD = 32
+MAX_CONTENT_TYPE = 256
+#: What a queued record costs beside its strings (object, slots, numbers), in bytes.
+RECORD_OVERHEAD = 400
+
+AddressFilter = t.Callable[[t.Optional[str], float], t.Optional[str]]
+ReferrerFilter = t.Callable[[t.Optional[str]], t.Optional[str]]
 
 
 class Record:
@@ -66,6 +82,17 @@ class Record:
         return self.end - self.start
 
 
+def footprint(record: Record) -> int:
+    """About how many bytes ``record`` holds; the queue's byte bound counts these."""
+    return (
+        RECORD_OVERHEAD
+        + len(record.path)
+        + len(record.user_agent or "")
+        + len(record.referrer or "")
+        + len(record.exception or "")
+    )
+
+
 class Capture:
     """The hooks one app uses; ``sink`` receives every finished :class:`Record`."""
 
@@ -79,8 +106,12 @@ class Capture:
         exempt_views: set[t.Callable[..., t.Any]],
         exempt_blueprints: set[str],
         disable_f: t.Callable[[], t.Any] | None,
+        address_filter: AddressFilter | None = None,
+        referrer_filter: ReferrerFilter | None = None,
     ) -> None:
         self._sink = sink
+        self._address_filter = address_filter
+        self._referrer_filter = referrer_filter
         self._dashboard_prefix = dashboard_prefix
         self._dashboard_sub = dashboard_prefix + "/"
         self._exclude_prefixes = exclude_prefixes
@@ -97,7 +128,8 @@ class Capture:
         # so this sees the response every other hook has finished with.
         app.after_request_funcs.setdefault(None, []).insert(0, self._after)
         app.teardown_request_funcs.setdefault(None, []).insert(0, self._teardown)
-        got_request_exception.connect(self._on_exception, app, weak=False)
+        # Weak, so the signal never keeps this app (and its writer) alive.
+        got_request_exception.connect(self._on_exception, app, weak=True)
 
     # -- hooks ---------------------------------------------------------------------
 
@@ -107,24 +139,27 @@ class Capture:
         if self._ignored(req, path):
             return
         environ = req.environ
+        user_agent = environ.get("HTTP_USER_AGENT")
+        address = environ.get("REMOTE_ADDR")
+        referrer = environ.get("HTTP_REFERER")
         setattr(
             g,
             _G_KEY,
             Record(
                 time.time(),
                 perf_counter(),
-                req.method,
-                path,
-                environ.get("HTTP_USER_AGENT"),
-                environ.get("REMOTE_ADDR"),
-                environ.get("HTTP_REFERER"),
+                req.method[:MAX_METHOD],
+                path[:MAX_PATH],
+                user_agent[:MAX_USER_AGENT] if user_agent else user_agent,
+                address[:MAX_ADDRESS] if address else address,
+                referrer[:MAX_REFERRER] if referrer else referrer,
             ),
         )
 
     def _on_exception(self, sender: Flask, exception: BaseException, **extra: t.Any) -> None:
         record: Record | None = g.get(_G_KEY)
         if record is not None:
-            record.exception = repr(exception)
+            record.exception = repr(exception)[:MAX_EXCEPTION]
 
     def _after(self, response: Response) -> Response:
         record: Record | None = g.pop(_G_KEY, None)
@@ -132,7 +167,8 @@ class Capture:
             return response
         record.end = perf_counter()
         status = record.status_code = response.status_code
-        record.content_type = response.headers.get("Content-Type")
+        content_type = response.headers.get("Content-Type")
+        record.content_type = content_type[:MAX_CONTENT_TYPE] if content_type else None
         if self._disable_f is not None and not self._wanted():
             return response
         if record.method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
@@ -163,7 +199,7 @@ class Capture:
         record.end = perf_counter()
         record.status_code = 500
         if exc is not None:
-            record.exception = repr(exc)
+            record.exception = repr(exc)[:MAX_EXCEPTION]
         if self._wanted():
             self._emit(record)
 
@@ -199,9 +235,27 @@ class Capture:
 
     def _emit(self, record: Record) -> None:
         try:
+            self._minimise(record)
             self._sink(record)
         except Exception:
             logger.exception("could not hand a request record to the writer")
+
+
+    def _minimise(self, record: Record) -> None:
+        address_filter = self._address_filter
+        if address_filter is not None:
+            try:
+                record.remote_address = address_filter(record.remote_address, record.timestamp)
+            except Exception:
+                record.remote_address = None  # never store what could not be minimised
+                logger.exception("could not anonymise a client address")
+        referrer_filter = self._referrer_filter
+        if referrer_filter is not None and record.referrer is not None:
+            try:
+                record.referrer = referrer_filter(record.referrer)
+            except Exception:
+                record.referrer = None
+                logger.exception("could not shorten a referrer")
 
 
 def _buffered_elsewhere(response: Response) -> bool:
@@ -240,7 +294,7 @@ class _CountingBody:
         except GeneratorExit:
             raise
         except BaseException as exc:
-            record.exception = repr(exc)
+            record.exception = repr(exc)[:MAX_EXCEPTION]
             record.status_code = 500
             raise
 

@@ -14,7 +14,12 @@ DEFAULTS: dict[str, t.Any] = {
     "STATISTICS_FLUSH_INTERVAL": 1.0,
     "STATISTICS_BATCH_SIZE": 2000,
     "STATISTICS_QUEUE_SIZE": 10_000,
+    "STATISTICS_QUEUE_BYTES": 16 * 1024 * 1024,
     "STATISTICS_SHUTDOWN_TIMEOUT": 5.0,
+    "STATISTICS_SYNC_TIMEOUT": 2.0,
+    "STATISTICS_ANONYMIZE_IP": None,
+    "STATISTICS_REFERRER": "path",
+    "STATISTICS_RETENTION": None,
     "STATISTICS_EXCLUDE": (),
     "STATISTICS_TABLE_NAME": "statistics_request",
     "STATISTICS_PAGE_SIZE": 50,
@@ -26,6 +31,11 @@ DEFAULTS: dict[str, t.Any] = {
 }
 
 WRITE_MODES = ("buffered", "sync")
+ADDRESS_MODES = (None, "truncate", "hash")
+REFERRER_MODES = ("full", "path", "origin")
+# One or more path segments of URL-safe characters: no empty segment ("//"), no
+# query, fragment, space or markup.
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+/?")
 
 
 class ConfigError(RuntimeError):
@@ -51,18 +61,47 @@ def _check(config: t.Mapping[str, t.Any]) -> None:
             f"STATISTICS_WRITE_MODE must be 'buffered' or 'sync', got {mode!r}"
         )
     prefix = config["STATISTICS_URL_PREFIX"]
-    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix == "/":
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise ConfigError(
-            f"STATISTICS_URL_PREFIX must be a path such as '/statistics', got {prefix!r}"
+            f"STATISTICS_URL_PREFIX must be a path below the root such as '/statistics' "
+            f"or '/admin/statistics' (no empty segments, query or spaces), got {prefix!r}"
         )
-    for key in ("STATISTICS_FLUSH_INTERVAL", "STATISTICS_SHUTDOWN_TIMEOUT"):
+    for key in (
+        "STATISTICS_FLUSH_INTERVAL",
+        "STATISTICS_SHUTDOWN_TIMEOUT",
+        "STATISTICS_SYNC_TIMEOUT",
+    ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
-    for key in ("STATISTICS_BATCH_SIZE", "STATISTICS_QUEUE_SIZE", "STATISTICS_PAGE_SIZE"):
+    for key in (
+        "STATISTICS_BATCH_SIZE",
+        "STATISTICS_QUEUE_SIZE",
+        "STATISTICS_QUEUE_BYTES",
+        "STATISTICS_PAGE_SIZE",
+    ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    address = config["STATISTICS_ANONYMIZE_IP"]
+    if address not in ADDRESS_MODES:
+        raise ConfigError(
+            "STATISTICS_ANONYMIZE_IP must be None (store addresses as they are), "
+            f"'truncate' or 'hash', got {address!r}"
+        )
+    referrer = config["STATISTICS_REFERRER"]
+    if referrer not in REFERRER_MODES:
+        raise ConfigError(
+            f"STATISTICS_REFERRER must be 'full', 'path' or 'origin', got {referrer!r}"
+        )
+    retention = config["STATISTICS_RETENTION"]
+    if retention is not None and (
+        not isinstance(retention, timedelta) or retention <= timedelta(0)
+    ):
+        raise ConfigError(
+            "STATISTICS_RETENTION must be None (keep every row) or a positive "
+            f"datetime.timedelta such as timedelta(days=90), got {retention!r}"
+        )
     exclude_rules(config["STATISTICS_EXCLUDE"])
 
 

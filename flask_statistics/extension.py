@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import typing as t
 import weakref
 from dataclasses import dataclass
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, has_app_context
 
+from . import privacy
 from .capture import Capture
 from .config import apply_defaults, exclude_rules
 from .models import bind_key, check_columns, default_model
+from .retention import Retention
 from .writer import Writer, WriterHealth, engine_resolver
 
 logger = logging.getLogger("flask_statistics")
@@ -33,6 +36,8 @@ class StatisticsState:
     table: sa.Table
     writer: Writer
     guard: Guard | None
+    #: The day keys of ``STATISTICS_ANONYMIZE_IP = "hash"``; None in other modes.
+    keyring: privacy.KeyRing | None = None
 
 
 class Statistics:
@@ -101,6 +106,14 @@ class Statistics:
         guard = guard if guard is not None else self.guard
         disable_f = disable_f if disable_f is not None else self.disable_f
 
+        address_mode = config["STATISTICS_ANONYMIZE_IP"]
+        keyring = None
+        maintenance: list[t.Callable[[sa.Engine], None]] = []
+        if address_mode == "hash":
+            keyring = privacy.KeyRing(privacy.keys_table(table))
+            maintenance.append(_every(KEY_SYNC_INTERVAL, keyring.sync))
+        if config["STATISTICS_RETENTION"] is not None:
+            maintenance.append(Retention(table, config["STATISTICS_RETENTION"]))
         writer = Writer(
             engine_resolver(app, db, table),
             table,
@@ -108,7 +121,10 @@ class Statistics:
             batch_size=config["STATISTICS_BATCH_SIZE"],
             flush_interval=float(config["STATISTICS_FLUSH_INTERVAL"]),
             queue_size=config["STATISTICS_QUEUE_SIZE"],
+            queue_bytes=config["STATISTICS_QUEUE_BYTES"],
             shutdown_timeout=float(config["STATISTICS_SHUTDOWN_TIMEOUT"]),
+            sync_timeout=float(config["STATISTICS_SYNC_TIMEOUT"]),
+            maintenance=maintenance,
         )
         prefixes, patterns = exclude_rules(config["STATISTICS_EXCLUDE"])
         Capture(
@@ -119,9 +135,17 @@ class Statistics:
             exempt_views=self._exempt_views,
             exempt_blueprints=self._exempt_blueprints,
             disable_f=disable_f,
+            address_filter=privacy.address_filter(address_mode, keyring),
+            referrer_filter=privacy.referrer_filter(config["STATISTICS_REFERRER"]),
         ).install(app)
         app.extensions[EXTENSION_KEY] = StatisticsState(
-            extension=self, db=db, model=model, table=table, writer=writer, guard=guard
+            extension=self,
+            db=db,
+            model=model,
+            table=table,
+            writer=writer,
+            guard=guard,
+            keyring=keyring,
         )
         self._apps.add(app)
         from .views import register_dashboard
@@ -167,6 +191,31 @@ class Statistics:
                     "call inside app.app_context()"
                 )
         return state_of(app)
+
+
+#: Seconds between two syncs of the hash keys with the database; tomorrow's key is
+#: made a day ahead, so every worker holds it before midnight.
+KEY_SYNC_INTERVAL = 300.0
+RETRY_FAILED_TASK = 30.0
+
+
+def _every(seconds: float, task: t.Callable[[sa.Engine], None]) -> t.Callable[[sa.Engine], None]:
+    """``task`` at the writer's first chance, then at most once per ``seconds``."""
+    last = [float("-inf")]
+
+    def run(engine: sa.Engine) -> None:
+        now = time.monotonic()
+        if now - last[0] < seconds:
+            return
+        try:
+            task(engine)
+        except Exception:
+            last[0] = now - seconds + RETRY_FAILED_TASK  # try again sooner
+            raise
+        last[0] = now
+
+    run.__name__ = getattr(task, "__name__", "task")
+    return run
 
 
 def state_of(app: Flask) -> StatisticsState:

@@ -1,9 +1,13 @@
 """Writes captured records into the model's table.
 
-``sync`` inserts inside the request's teardown. ``buffered`` appends to a bounded queue
-that one background thread per process drains in batches, doing the user-agent parsing
-and truncation there, off the request path. Writes use their own connection and
-transaction on the model's engine, never the app's ``db.session``.
+Both modes hand records to one background thread per app and process, which writes
+them in batches on its own connection and transaction on the model's engine, never
+the app's ``db.session``. ``buffered`` returns at once; ``sync`` waits until the row
+is committed, for at most ``STATISTICS_SYNC_TIMEOUT`` seconds.
+
+The thread holds only a weak reference to the :class:`Writer` an app keeps, and the
+engine is found through a weak reference to the app, so an app that is dropped is
+garbage-collected: its thread writes what is left, releases the engine and ends.
 """
 
 from __future__ import annotations
@@ -20,28 +24,30 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from .capture import Record
-from .models import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, bind_key
-from .useragent import parse
+from . import faults
+from .capture import Record, footprint
+from .models import bind_key
+from .rows import RowBuilder
+
+__all__ = ["Writer", "WriterHealth", "engine_resolver", "stop_all"]
 
 logger = logging.getLogger("flask_statistics")
 
-# Errors that say nothing about the rows themselves (server down, table not created
-# yet, permissions): keep the batch and retry. Anything else is a bad row.
-_TRANSIENT = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.ProgrammingError,
-    sa_exc.TimeoutError,
-)
+_FIRST_BACKOFF = 0.5
 _MAX_BACKOFF = 30.0
+
+Task = t.Callable[[sa.Engine], None]
 
 
 @dataclass(frozen=True)
 class WriterHealth:
-    """A snapshot of one app's writer."""
+    """A snapshot of one app's writer.
+
+    ``dropped`` counts rows never written (queue full, database unreachable at exit or
+    in sync mode); ``rejected`` counts rows the database refused.
+    """
 
     mode: str
     running: bool
@@ -50,67 +56,16 @@ class WriterHealth:
     dropped: int
     last_error: str | None
     last_error_at: datetime | None
+    rejected: int = 0
 
 
-def mimetype(content_type: str | None) -> str | None:
-    if not content_type:
-        return None
-    return content_type.partition(";")[0].strip().lower() or None
+class _GiveUp(Exception):
+    """The rows of the current batch cannot be written now and are not retried."""
 
 
-class RowBuilder:
-    """Turns raw records into insert parameters for one table."""
-
-    def __init__(self, table: sa.Table) -> None:
-        self.table = table
-        self.insert = table.insert()
-        names = [n for n in REQUIRED_COLUMNS if n != "index"]
-        names += [n for n in OPTIONAL_COLUMNS if n in table.c]
-        self._keys = {name: table.c[name].key for name in names}
-        self._limits = {
-            table.c[name].key: table.c[name].type.length
-            for name in names
-            if isinstance(table.c[name].type, sa.String) and table.c[name].type.length
-        }
-        date_type = table.c["date"].type
-        self._aware = bool(getattr(date_type, "timezone", False))
-        self._is_bot = "is_bot" in table.c
-
-    def row(self, record: Record) -> dict[str, t.Any]:
-        client = parse(record.user_agent)
-        date = datetime.fromtimestamp(record.timestamp, timezone.utc)
-        values: dict[str, t.Any] = {
-            "response_time": record.end - record.start,
-            "date": date if self._aware else date.replace(tzinfo=None),
-            "method": record.method,
-            "size": record.size,
-            "status_code": record.status_code,
-            "path": record.path,
-            "user_agent": record.user_agent,
-            "remote_address": record.remote_address,
-            "exception": record.exception,
-            "referrer": record.referrer,
-            "browser": client.browser,
-            "platform": client.platform,
-            "mimetype": mimetype(record.content_type),
-        }
-        if self._is_bot:
-            values["is_bot"] = client.is_bot
-        keys = self._keys
-        row = {keys[name]: value for name, value in values.items()}
-        for key, limit in self._limits.items():
-            value = row[key]
-            if value is not None and len(value) > limit:
-                row[key] = value[:limit]
-        for key, value in row.items():
-            # PostgreSQL rejects NUL in text; a request can carry one in its path.
-            if type(value) is str and "\x00" in value:
-                row[key] = value.replace("\x00", "\ufffd")
-        return row
-
-
-class Writer:
-    """One app's write path. ``emit`` is what the request hooks call."""
+class _Core:
+    """The queue, the counters and the write path; shared by the app's Writer and
+    the background thread, and holding no reference to the app."""
 
     def __init__(
         self,
@@ -121,95 +76,122 @@ class Writer:
         batch_size: int,
         flush_interval: float,
         queue_size: int,
+        queue_bytes: int,
         shutdown_timeout: float,
+        sync_timeout: float,
+        maintenance: t.Sequence[Task],
     ) -> None:
         self._resolve_engine = resolve_engine
-        self._engine: sa.Engine | None = None
         self._rows = RowBuilder(table)
+        self._table = table
         self.mode = mode
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
         self._shutdown_timeout = shutdown_timeout
-        self.emit: t.Callable[[Record], None] = (
-            self._write_now if mode == "sync" else self._enqueue
-        )
+        self._sync_timeout = sync_timeout
+        self._maintenance = tuple(maintenance)
+        self._owner: weakref.ref[Writer] | None = None
         self._reset()
-        _writers.add(self)
+        _cores.add(self)
 
     def _reset(self) -> None:
+        self._engine: sa.Engine | None = None
+        self._unsafe: str | None = None
         self._queue: deque[Record | threading.Event] = deque()
+        self._held_bytes = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._busy = 0
+        self._busy_since: float | None = None
         self._deadline = float("inf")
         self.written = 0
         self.dropped = 0
+        self.rejected = 0
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
+        self._failing = False
+        self._drop_logged = False
+        self._last_row_error: BaseException | None = None
 
     # -- request path --------------------------------------------------------------
 
-    def _enqueue(self, record: Record) -> None:
-        queue = self._queue
-        if len(queue) >= self._queue_size:
-            with self._lock:
-                self.dropped += 1
+    def enqueue(self, record: Record) -> None:
+        if not self._admit(record):
             return
-        queue.append(record)
         if self._thread is None:
             self._start()
-        elif len(queue) >= self._batch_size:
+        elif len(self._queue) >= self._batch_size:
             self._wake.set()
 
-    def _write_now(self, record: Record) -> None:
-        try:
-            self._insert([self._rows.row(record)])
-        except Exception as exc:
-            self._count_dropped(1, exc)
-        else:
-            self.written += 1
+    def write_now(self, record: Record) -> None:
+        if not self._admit(record):
+            return
+        done = threading.Event()
+        self._queue.append(done)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+        since = self._busy_since
+        if since is not None and time.monotonic() - since > self._sync_timeout:
+            return  # the database already hangs on an earlier row: don't wait too
+        done.wait(self._sync_timeout)
 
-    # -- public --------------------------------------------------------------------
+    def _admit(self, record: Record) -> bool:
+        cost = footprint(record)
+        with self._lock:
+            if len(self._queue) >= self._queue_size or self._held_bytes + cost > self._queue_bytes:
+                self.dropped += 1
+                return False
+            self._held_bytes += cost
+            self._queue.append(record)
+        return True
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Block until every record queued before this call is written or dropped.
+    # -- control -------------------------------------------------------------------
 
-        Returns False if ``timeout`` seconds passed first.
-        """
-        if self.mode == "sync" or self._thread is None:
+    def flush(self, timeout: float | None) -> bool:
+        if self._thread is None:
             return True
         done = threading.Event()
         self._queue.append(done)
         self._wake.set()
         return done.wait(timeout)
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Write what is queued (for at most ``timeout`` seconds) and stop the thread."""
+    def begin_stop(self, deadline: float) -> threading.Thread | None:
         thread = self._thread
         if thread is None:
-            return
-        limit = self._shutdown_timeout if timeout is None else timeout
-        self._deadline = time.monotonic() + limit
+            return None
+        self._deadline = deadline
         self._stopping.set()
         self._wake.set()
-        thread.join(limit + 1.0)
-        self._thread = None
+        return thread
+
+    def stop(self, timeout: float | None) -> None:
+        limit = self._shutdown_timeout if timeout is None else timeout
+        thread = self.begin_stop(time.monotonic() + limit)
+        if thread is not None:
+            thread.join(limit + 1.0)
+            self._thread = None
 
     def health(self) -> WriterHealth:
-        queued = sum(1 for item in list(self._queue) if isinstance(item, Record))
         thread = self._thread
         return WriterHealth(
             mode=self.mode,
             running=thread is not None and thread.is_alive(),
             written=self.written,
-            queued=queued + self._busy,
+            queued=self.unwritten(),
             dropped=self.dropped,
             last_error=self.last_error,
             last_error_at=self.last_error_at,
+            rejected=self.rejected,
         )
+
+    def owner_gone(self, _ref: t.Any = None) -> None:
+        # The app was garbage-collected: write what is left, then end.
+        self.begin_stop(time.monotonic() + self._shutdown_timeout)
 
     # -- background thread ---------------------------------------------------------
 
@@ -219,20 +201,23 @@ class Writer:
                 return
             self._stopping.clear()
             self._deadline = float("inf")
-            thread = threading.Thread(
-                target=self._run, name="flask-statistics-writer", daemon=True
-            )
+            thread = threading.Thread(target=self._run, name="flask-statistics-writer", daemon=True)
             self._thread = thread
             thread.start()
 
     def _run(self) -> None:
+        self._maintain()
         while True:
             stopping = self._stopping.is_set()
             try:
                 self._drain()
+                if not stopping:
+                    self._maintain()
             except Exception:  # never let the thread die
                 logger.exception("statistics writer failed")
             if stopping:
+                if self._owner is not None and self._owner() is None:
+                    self._release_engine()
                 return
             self._wake.wait(self._flush_interval)
             self._wake.clear()
@@ -252,6 +237,9 @@ class Writer:
                     break
                 records.append(item)
             self._busy = len(records)
+            freed = sum(footprint(r) for r in records)
+            with self._lock:
+                self._held_bytes -= freed
             try:
                 if records:
                     self._write_batch(records)
@@ -262,46 +250,132 @@ class Writer:
 
     def _write_batch(self, records: list[Record]) -> None:
         rows = [self._rows.row(r) for r in records]
-        delay = 0.5
-        while True:
+        # A stack of chunks: a chunk the database refuses is split in two until the
+        # refused rows stand alone; the others are written.
+        chunks = [rows]
+        delay = _FIRST_BACKOFF
+        table_ok = False
+        while chunks:
+            chunk = chunks[-1]
             try:
-                self._insert(rows)
-            except _TRANSIENT as exc:
-                self._note_error(exc)
-                if self._stopping.is_set():
-                    if time.monotonic() >= self._deadline:
-                        self._count_dropped(len(rows), exc)
-                        return
-                    time.sleep(min(delay, max(0.0, self._deadline - time.monotonic())))
-                else:
-                    self._stopping.wait(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-                continue
-            except Exception as exc:
-                # Not a connection problem: some row is bad. Keep the rest.
-                self._note_error(exc)
-                self._write_one_by_one(rows)
+                kind = self._insert(chunk, check_table=not table_ok)
+            except _GiveUp:
+                self._count_dropped(sum(len(c) for c in chunks))
                 return
-            self.written += len(rows)
-            if self.last_error is not None and delay > 0.5:
-                logger.warning("statistics writer recovered")
-            return
+            if kind is None:
+                chunks.pop()
+                self.written += len(chunk)
+                if self._failing:
+                    self._failing = self._drop_logged = False
+                    logger.warning("statistics writer recovered")
+                continue
+            if kind == faults.ROW:
+                table_ok = True
+                chunks.pop()
+                if len(chunk) == 1:
+                    self._reject(chunk[0])
+                else:
+                    middle = len(chunk) // 2
+                    chunks += [chunk[middle:], chunk[:middle]]
+                continue
+            if not self._wait_to_retry(kind, delay):
+                self._count_dropped(sum(len(c) for c in chunks))
+                return
+            delay = min(delay * 2, _MAX_BACKOFF)
 
-    def _write_one_by_one(self, rows: list[dict[str, t.Any]]) -> None:
-        for row in rows:
+    def _insert(self, rows: list[dict[str, t.Any]], *, check_table: bool) -> str | None:
+        """Insert ``rows`` in one transaction; None on success, else the kind of failure."""
+        engine = self._engine_or_give_up()
+        self._busy_since = time.monotonic()
+        try:
             try:
-                self._insert([row])
+                conn = engine.connect()
             except Exception as exc:
-                self._count_dropped(1, exc)
-            else:
-                self.written += 1
+                self._note_error(exc)
+                return faults.CONNECTION
+            with conn:
+                try:
+                    with conn.begin():
+                        conn.execute(self._rows.insert, rows)
+                    return None
+                except Exception as exc:
+                    error = exc
+                    if faults.is_connection_failure(exc):
+                        self._note_error(exc)
+                        return faults.CONNECTION
+                if not check_table:
+                    self._last_row_error = error
+                    return faults.ROW
+                try:
+                    with conn.begin():
+                        conn.execute(faults.accepts_inserts_probe(self._rows.table))
+                except Exception as exc:
+                    self._note_error(exc)
+                    return faults.CONNECTION if faults.is_connection_failure(exc) else faults.TABLE
+                self._last_row_error = error
+                return faults.ROW
+        finally:
+            self._busy_since = None
 
-    def _insert(self, rows: list[dict[str, t.Any]]) -> None:
+    def _wait_to_retry(self, kind: str, delay: float) -> bool:
+        """Sleep before the next try; False when the rows are to be given up instead."""
+        if self.mode == "sync":
+            return False  # sync mode does not keep requests' rows for later
+        if self._stopping.is_set():
+            if kind == faults.TABLE:
+                return False  # a missing table will not appear during exit
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+            return True
+        self._stopping.wait(delay)
+        return True
+
+    def _engine_or_give_up(self) -> sa.Engine:
         engine = self._engine
         if engine is None:
-            engine = self._engine = self._resolve_engine()
-        with engine.begin() as conn:
-            conn.execute(self._rows.insert, rows)
+            try:
+                engine = self._resolve_engine()
+            except Exception as exc:
+                self._note_error(exc)
+                raise _GiveUp from exc
+            self._unsafe = _shared_connection(engine)
+            if self._unsafe is not None:
+                logger.warning(
+                    "flask-statistics does not write to %s: the app's db.session shares "
+                    "that connection, and committing rows there would commit the app's "
+                    "own unfinished work. Rows are counted as dropped; use a database "
+                    "file, e.g. sqlite:///statistics.db, to keep them.",
+                    self._unsafe,
+                )
+            self._engine = engine
+        if self._unsafe is not None:
+            self.last_error = f"not written: {self._unsafe} shares the app's connection"
+            raise _GiveUp
+        return engine
+
+    def _maintain(self) -> None:
+        if not self._maintenance:
+            return
+        try:
+            engine = self._engine_or_give_up()
+        except _GiveUp:
+            return
+        for task in self._maintenance:
+            try:
+                task(engine)
+            except Exception as exc:
+                logger.error(
+                    "statistics maintenance (%s) failed: %s",
+                    getattr(task, "__name__", type(task).__name__),
+                    faults.describe(exc, self._table),
+                )
+
+    def _release_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
 
     def _drop_queue(self) -> None:
         left = 0
@@ -311,23 +385,48 @@ class Writer:
                 item.set()
             else:
                 left += 1
+        with self._lock:
+            self._held_bytes = 0
         if left:
-            with self._lock:
-                self.dropped += left
-            logger.error("statistics writer stopped with %d row(s) unwritten", left)
+            self._count_dropped(left)
+
+    # -- accounting ----------------------------------------------------------------
 
     def _note_error(self, exc: BaseException) -> None:
-        first = self.last_error is None
-        self.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        self.last_error = faults.describe(exc, self._table)
         self.last_error_at = datetime.now(timezone.utc)
-        if first:
+        if not self._failing:
+            self._failing = True
             logger.error("statistics writer could not write: %s", self.last_error)
 
-    def _count_dropped(self, count: int, exc: BaseException) -> None:
-        self._note_error(exc)
+    def _reject(self, row: dict[str, t.Any]) -> None:
+        error = self._last_row_error
+        reason = faults.describe(error, self._table)
+        self.last_error = f"row rejected: {reason}"
+        self.last_error_at = datetime.now(timezone.utc)
+        with self._lock:
+            self.rejected += 1
+        logger.error("statistics writer: the database rejected a row: %s", reason)
+
+    def _count_dropped(self, count: int) -> None:
         with self._lock:
             self.dropped += count
-        logger.error("statistics writer dropped %d row(s): %s", count, self.last_error)
+        if self._stopping.is_set():
+            logger.error(
+                "statistics writer stopped with %d row(s) not written (%s)",
+                count,
+                self.last_error or "out of time",
+            )
+        elif not self._drop_logged:  # once per outage, not once per request
+            self._drop_logged = True
+            logger.error(
+                "statistics writer dropped %d row(s): %s; health() counts the rest",
+                count,
+                self.last_error,
+            )
+
+    def unwritten(self) -> int:
+        return sum(1 for item in list(self._queue) if isinstance(item, Record)) + self._busy
 
     def _after_fork(self) -> None:
         # The child must not write the parent's queue, nor talk through connections
@@ -337,35 +436,127 @@ class Writer:
             engine = self._engine or self._resolve_engine()
             engine.dispose(close=False)
         except Exception:
-            self._engine = None
+            pass
         self._reset()
 
 
-_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+class Writer:
+    """One app's write path. ``emit`` is what the request hooks call."""
+
+    def __init__(
+        self,
+        resolve_engine: t.Callable[[], sa.Engine],
+        table: sa.Table,
+        *,
+        mode: str,
+        batch_size: int,
+        flush_interval: float,
+        queue_size: int,
+        queue_bytes: int = 16 * 1024 * 1024,
+        shutdown_timeout: float,
+        sync_timeout: float = 2.0,
+        maintenance: t.Sequence[Task] = (),
+    ) -> None:
+        core = _Core(
+            resolve_engine,
+            table,
+            mode=mode,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            queue_size=queue_size,
+            queue_bytes=queue_bytes,
+            shutdown_timeout=shutdown_timeout,
+            sync_timeout=sync_timeout,
+            maintenance=maintenance,
+        )
+        core._owner = weakref.ref(self, core.owner_gone)
+        self._core = core
+        self.mode = mode
+        self.emit: t.Callable[[Record], None] = core.write_now if mode == "sync" else core.enqueue
+
+    @property
+    def written(self) -> int:
+        return self._core.written
+
+    @property
+    def dropped(self) -> int:
+        return self._core.dropped
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every record queued before this call is written or dropped.
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        return self._core.flush(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Write what is queued (for at most ``timeout`` seconds) and stop the thread."""
+        self._core.stop(timeout)
+
+    def health(self) -> WriterHealth:
+        return self._core.health()
+
+
+def _shared_connection(engine: sa.Engine) -> str | None:
+    """Why writing on ``engine`` would share the app session's connection, or None."""
+    pool = engine.pool
+    if isinstance(pool, StaticPool):
+        return f"{engine.url.render_as_string(hide_password=True)} (one connection for all threads)"
+    if isinstance(pool, SingletonThreadPool) and engine.url.database in (None, "", ":memory:"):
+        return "an in-memory SQLite database (each thread sees its own)"
+    return None
+
+
+_cores: weakref.WeakSet[_Core] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    for writer in list(_writers):
-        writer._after_fork()
+    for core in list(_cores):
+        core._after_fork()
 
 
-def _stop_all() -> None:
-    for writer in list(_writers):
-        writer.stop()
+def stop_all(timeout: float | None = None) -> None:
+    """Write every app's queue and stop the threads, within one shared deadline: the
+    longest ``STATISTICS_SHUTDOWN_TIMEOUT`` (or ``timeout``), however many apps."""
+    cores = [core for core in list(_cores) if core._thread is not None]
+    if not cores:
+        return
+    limit = timeout if timeout is not None else max(core._shutdown_timeout for core in cores)
+    deadline = time.monotonic() + limit
+    threads = [(core, core.begin_stop(deadline)) for core in cores]
+    for core, thread in threads:
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+            if thread.is_alive():  # stuck in a database call that never returns
+                left = core.unwritten()
+                if left:
+                    logger.error(
+                        "statistics writer stopped with %d row(s) not written: the "
+                        "database did not answer within %.1f s",
+                        left,
+                        limit,
+                    )
+            core._thread = None
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_stop_all)
+atexit.register(stop_all)
 
 
 def engine_resolver(app: t.Any, db: t.Any, table: sa.Table) -> t.Callable[[], sa.Engine]:
+    """Finds the model's engine through a weak reference, so the writer never keeps
+    the app alive."""
     key = bind_key(table)
+    app_ref = weakref.ref(app)
 
     def resolve() -> sa.Engine:
+        app = app_ref()
+        if app is None:
+            raise RuntimeError("the app was garbage-collected")
         with app.app_context():
             try:
-                return db.engines[key]
+                return db.engines[key]  # type: ignore[no-any-return]
             except KeyError:
                 raise RuntimeError(
                     f"the statistics table {table.name!r} uses bind key {key!r}, which "

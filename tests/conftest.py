@@ -116,7 +116,7 @@ class AppFactory:
     def __call__(
         self,
         *,
-        model: t.Literal["seed", "default", "none"] | None = "seed",
+        model: t.Literal["seed", "verbatim", "default", "none"] | None = "seed",
         guard: t.Any = None,
         disable_f: t.Any = None,
         testing: bool = True,
@@ -130,7 +130,10 @@ class AppFactory:
         app.config["STATISTICS_TABLE_NAME"] = table_name
         app.config.update(config or {})
         db = SQLAlchemy(app)
-        model_cls = define_model(db, table_name) if model == "seed" else None
+        model_cls = None
+        if model in ("seed", "verbatim"):
+            # "verbatim": the classic example's strings without lengths.
+            model_cls = define_model(db, table_name, lengths=model == "seed")
         statistics = Statistics(app, db, model_cls, guard, disable_f=disable_f)
         state = app.extensions["statistics"]
         if create:

@@ -10,6 +10,7 @@ from flask import Response, abort, g, redirect, stream_with_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from conftest import rows
+from flask_statistics.capture import MAX_EXCEPTION, MAX_PATH, MAX_REFERRER, MAX_USER_AGENT
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:72.0) Gecko/20100101 Firefox/72.0"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -84,7 +85,7 @@ def test_fields_of_a_plain_request(app_stats):
     assert row.size == len(response.data) == len(b"Hello World!")
     assert row.mimetype == "text/html"
     assert row.user_agent == FIREFOX
-    assert row.referrer == "https://example.org/from?a=1"
+    assert row.referrer == "https://example.org/from"  # STATISTICS_REFERRER="path"
     assert row.remote_address == "127.0.0.1"
     assert row.browser == "Firefox 72.0"
     assert row.platform == "Windows"
@@ -332,16 +333,43 @@ def test_sync_mode_commits_before_the_response_is_returned(make_app):
 
 
 def test_long_strings_are_truncated_to_the_column(make_app):
-    app, db, model, statistics = make_app(model="default")
+    app, db, model, statistics = make_app(model="default", config={"STATISTICS_REFERRER": "full"})
     add_routes(app)
     long_path = "/" + "p" * 3000
-    app.test_client().get(long_path, headers={"User-Agent": "u" * 5000, "Referer": "r" * 900})
+    referrer = "https://example.org/" + "r" * 900
+    app.test_client().get(long_path, headers={"User-Agent": "u" * 5000, "Referer": referrer})
     [row] = rows(app, statistics)
     table = app.extensions["statistics"].table
     assert row.path == long_path[: table.c.path.type.length]
     assert row.user_agent == "u" * table.c.user_agent.type.length
-    assert row.referrer == "r" * table.c.referrer.type.length
+    assert row.referrer == referrer[: table.c.referrer.type.length]
     assert row.status_code == 404
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_strings_are_cut_at_capture_whatever_the_column_allows(make_app):
+    # The seed's model has unbounded strings on SQLite and PostgreSQL: what is stored
+    # is still cut to the documented maximums, before the record is queued.
+    app, db, model, statistics = make_app(
+        model="verbatim", testing=False, config={"STATISTICS_REFERRER": "full"}
+    )
+
+    @app.route("/<path:anything>")
+    def boom(anything):
+        raise ValueError("x" * 100_000)
+
+    referrer = "https://example.org/" + "r" * 200_000
+    app.test_client().get(
+        "/" + "p" * 100_000,
+        headers={"User-Agent": "u" * 100_000, "Referer": referrer},
+    )
+    [row] = rows(app, statistics)
+    assert row.path == "/" + "p" * (MAX_PATH - 1)
+    assert row.user_agent == "u" * MAX_USER_AGENT
+    assert row.referrer == referrer[:MAX_REFERRER]
+    assert len(row.exception) == MAX_EXCEPTION
+    assert row.exception.startswith("ValueError('xxx")
+    assert row.status_code == 500
 
 
 def test_hostile_characters_are_stored(app_stats):
