@@ -34,7 +34,7 @@ def parse_duration(text: str) -> timedelta:
     try:
         return timedelta(**{_UNITS[match.group(2).lower()]: amount})
     except OverflowError:
-        raise ValueError(f"{text!r} is too long; use at most a few thousand years") from None
+        raise ValueError(f"{text!r} is too long; use a shorter duration, e.g. 30d") from None
 
 
 def cutoff_before(period: timedelta, now: datetime | None = None) -> datetime:
