@@ -76,7 +76,7 @@ def register(app: Flask) -> None:
     help="Rows deleted per transaction.",
 )
 def prune(older_than: timedelta, dry_run: bool, batch_size: int) -> None:
-    """Delete the rows recorded before a moment in the past, in small batches."""
+    """Delete old rows, in small batches."""
     state, engine = _state_and_engine()
     cutoff = cutoff_before(older_than)
     since = f"before {_utc(cutoff)}"

@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import socket
 import threading
 import typing as t
 from datetime import date, datetime, timedelta, timezone
@@ -40,6 +41,7 @@ _IPV4 = re.compile(
     r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)",
     re.ASCII,
 )
+_IPV4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 # -- addresses -----------------------------------------------------------------------
@@ -55,17 +57,16 @@ def truncate_address(address: str | None) -> str | None:
         return None
     if _IPV4.fullmatch(address):
         return address[: address.rfind(".")] + ".0"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    if ":" not in address:
         return None
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return truncate_address(str(ip.ipv4_mapped))
-        network = ipaddress.IPv6Network((int(ip) >> 80 << 80, 48))
-    else:  # reached only for forms the regex leaves out
-        network = ipaddress.IPv4Network((int(ip) >> 8 << 8, 24))
-    return str(network.network_address)
+    try:
+        # The C parser: ipaddress takes ten times as long. A zone ("%eth0") goes.
+        packed = socket.inet_pton(socket.AF_INET6, address.partition("%")[0])
+    except (OSError, ValueError):
+        return None
+    if packed[:12] == _IPV4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:15] + b"\0")
+    return socket.inet_ntop(socket.AF_INET6, packed[:6] + bytes(10))
 
 
 def address_forms(address: str) -> list[str]:
