@@ -23,7 +23,6 @@ from .privacy import KeyRing, address_forms, keys_table, truncate_address
 from .retention import (
     DURATION_FORMAT,
     count_older_than,
-    count_where,
     cutoff_before,
     delete_older_than,
     delete_where,
