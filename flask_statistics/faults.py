@@ -56,6 +56,8 @@ def describe(exc: BaseException, table: sa.Table | None = None) -> str:
     names: set[str] = set()
     if table is not None:
         names = {c.name.lower() for c in table.columns} | {table.name.lower()}
+        names |= {str(c.name).lower() for c in table.constraints if c.name}
+        names |= {str(i.name).lower() for i in table.indexes if i.name}
 
     def elide(match: re.Match[str]) -> str:
         text = match.group(0)

@@ -77,9 +77,19 @@ def unique_table() -> str:
     return f"fst_{uuid.uuid4().hex[:12]}"
 
 
-def define_model(db: SQLAlchemy, table_name: str, *, lengths: bool = True, bind_key: str | None = None) -> type:
+def define_model(
+    db: SQLAlchemy,
+    table_name: str,
+    *,
+    lengths: bool = True,
+    bind_key: str | None = None,
+    table_args: tuple[t.Any, ...] = (),
+    columns: dict[str, t.Any] | None = None,
+) -> type:
     """The classic example's model. ``lengths=False`` is the example verbatim
-    (``db.String`` without lengths, which MariaDB cannot create)."""
+    (``db.String`` without lengths, which MariaDB cannot create). ``table_args`` adds
+    indexes or constraints, and ``columns`` replaces columns, e.g. to make the database
+    refuse some rows."""
 
     def string() -> t.Any:
         return db.String(255) if lengths else db.String
@@ -101,8 +111,13 @@ def define_model(db: SQLAlchemy, table_name: str, *, lengths: bool = True, bind_
         "platform": db.Column(string()),
         "mimetype": db.Column(string()),
     }
+    namespace.update(columns or {})
     if bind_key is not None:
         namespace["__bind_key__"] = bind_key
+    if table_args:
+        namespace["__table_args__"] = tuple(
+            arg(table_name) if callable(arg) else arg for arg in table_args
+        )
     return type(f"Request_{table_name}", (db.Model,), namespace)
 
 
@@ -122,6 +137,8 @@ class AppFactory:
         testing: bool = True,
         config: dict[str, t.Any] | None = None,
         create: bool = True,
+        table_args: tuple[t.Any, ...] = (),
+        columns: dict[str, t.Any] | None = None,
     ) -> tuple[Flask, SQLAlchemy, type, Statistics]:
         app = Flask(f"test_{uuid.uuid4().hex[:6]}")
         app.testing = testing
@@ -133,7 +150,9 @@ class AppFactory:
         model_cls = None
         if model in ("seed", "verbatim"):
             # "verbatim": the classic example's strings without lengths.
-            model_cls = define_model(db, table_name, lengths=model == "seed")
+            model_cls = define_model(
+                db, table_name, lengths=model == "seed", table_args=table_args, columns=columns
+            )
         statistics = Statistics(app, db, model_cls, guard, disable_f=disable_f)
         state = app.extensions["statistics"]
         if create:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
+import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -176,3 +179,343 @@ def test_queued_rows_are_written_at_interpreter_exit(tmp_path):
         count = conn.execute(sa.text("SELECT COUNT(*) FROM statistics_request")).scalar()
     engine.dispose()
     assert count == 123
+
+
+# -- rows the database refuses ---------------------------------------------------------
+
+
+def poison_check(table_name):
+    return sa.CheckConstraint("path <> '/poison'", name=f"ck_{table_name}_path")
+
+
+def test_a_refused_row_is_isolated_and_the_rest_written(make_app, caplog):
+    app, db, model, statistics = make_app(
+        table_args=(poison_check,), config={"STATISTICS_BATCH_SIZE": 50}
+    )
+    hello(app)
+    client = app.test_client()
+    paths = [f"/ok/{i}" for i in range(40)]
+    paths[17] = "/poison"
+    paths[31] = "/poison"
+    for path in paths:
+        client.get(path, headers={"User-Agent": "secret-agent/1.0"}, environ_base={"REMOTE_ADDR": "203.0.113.77"})
+    written = [r.path for r in rows(app, statistics)]
+    assert written == [p for p in paths if p != "/poison"]
+    health = statistics.health()
+    assert (health.written, health.rejected, health.dropped) == (38, 2, 0)
+    assert health.last_error.startswith("row rejected: ")
+    assert f"ck_{app.extensions['statistics'].table.name}_path" in health.last_error
+    rejected = [r.getMessage() for r in caplog.records if "rejected a row" in r.getMessage()]
+    assert len(rejected) == 2
+    # The log says why, never what the row held.
+    for text in [r.getMessage() for r in caplog.records] + [health.last_error]:
+        assert "secret-agent" not in text and "203.0.113.77" not in text and "/poison" not in text
+    # And the writer goes on.
+    client.get("/after")
+    assert rows(app, statistics)[-1].path == "/after"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_path_too_long_for_an_index_does_not_stop_recording(make_app):
+    # The classic model's unbounded strings plus a (date, path) index: PostgreSQL's
+    # btree refuses a 3.5 KB key with ProgramLimitExceeded, which psycopg classes as
+    # an OperationalError like a lost connection.
+    def index(table_name):
+        return sa.Index(f"ix_{table_name}_date_path", "date", "path")
+
+    app, db, model, statistics = make_app(
+        model="verbatim", table_args=(index,), config={"STATISTICS_BATCH_SIZE": 100}
+    )
+    hello(app)
+    client = app.test_client()
+    client.get("/before")
+    # 2,000 characters that compress badly, about 6 KB in UTF-8: over the 2,704-byte limit.
+    rng = random.Random(7)
+    client.get("/" + "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(1999)))
+    for i in range(20):
+        client.get(f"/after/{i}")
+    got = [r.path for r in rows(app, statistics)]
+    assert got == ["/before"] + [f"/after/{i}" for i in range(20)]
+    health = statistics.health()
+    assert (health.written, health.rejected, health.dropped, health.queued) == (21, 1, 0, 0)
+    assert "ProgramLimitExceeded" in health.last_error
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_text_the_column_type_refuses_is_isolated(make_app):
+    # A model that stores addresses in PostgreSQL's INET type; with ProxyFix or a
+    # unix socket the address is not always an IP.
+    from sqlalchemy.dialects.postgresql import INET
+
+    app, db, model, statistics = make_app(columns={"remote_address": sa.Column(INET)})
+    hello(app)
+    client = app.test_client()
+    client.get("/a", environ_base={"REMOTE_ADDR": "192.0.2.1"})
+    client.get("/b", environ_base={"REMOTE_ADDR": "not-an-address"})
+    client.get("/c", environ_base={"REMOTE_ADDR": "192.0.2.3"})
+    assert [r.path for r in rows(app, statistics)] == ["/a", "/c"]
+    health = statistics.health()
+    assert (health.written, health.rejected) == (2, 1)
+    assert "InvalidTextRepresentation" in health.last_error
+    assert "not-an-address" not in health.last_error
+
+
+@pytest.mark.parametrize("backend", ["mariadb"])
+def test_text_a_3_byte_utf8_column_refuses_is_isolated(make_app):
+    app, db, model, statistics = make_app(model="default")
+    state = app.extensions["statistics"]
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(sa.text(
+            f"ALTER TABLE {state.table.name} MODIFY path VARCHAR(512) "
+            "CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci"
+        ))
+    hello(app)
+    client = app.test_client()
+    client.get("/plain")
+    client.get("/emoji/%F0%9F%98%80")  # 4-byte UTF-8: refused by utf8mb3 in strict mode
+    client.get("/plain/again")
+    got = [r.path for r in rows(app, statistics)]
+    health = statistics.health()
+    # MariaDB's default sql_mode is strict (STRICT_TRANS_TABLES): refused, isolated.
+    assert got == ["/plain", "/plain/again"]
+    assert (health.written, health.rejected) == (2, 1)
+    assert "Incorrect string value" in health.last_error
+    assert "\\xF0" not in health.last_error and "😀" not in health.last_error
+
+
+def test_a_nul_byte_is_stored_replaced_not_refused(make_app):
+    app, db, model, statistics = make_app()
+    hello(app)
+    client = app.test_client()
+    client.get("/a%00b", headers={"User-Agent": "x\x00y"})
+    client.get("/next")
+    got = rows(app, statistics)
+    assert [r.path for r in got] == ["/a\ufffdb", "/next"]
+    assert got[0].user_agent == "x\ufffdy"
+    assert statistics.health().rejected == 0
+
+
+# -- memory ---------------------------------------------------------------------------
+
+
+def test_the_queue_is_bounded_in_bytes(down_app):
+    app, statistics = down_app(
+        STATISTICS_QUEUE_BYTES=200_000, STATISTICS_QUEUE_SIZE=100_000, STATISTICS_REFERRER="full"
+    )
+    client = app.test_client()
+    big = {"User-Agent": "u" * 131072, "Referer": "https://example.org/" + "r" * 131072}
+    for i in range(400):
+        client.get("/" + "p" * 8192, headers=big)
+    health = statistics.health()
+    assert health.queued + health.dropped == 400
+    # Each record holds at most about 5 KB once cut: 200 KB fit about 40 of them.
+    assert 20 <= health.queued <= 45
+    assert health.dropped >= 355
+
+
+# -- the app's own transaction ----------------------------------------------------------
+
+
+def test_in_memory_sqlite_never_commits_the_apps_work(caplog):
+    # The cookiecutter-flask / microblog test setup: sqlite:// shares one connection
+    # (StaticPool) between db.session and every other thread.
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_statistics import Statistics
+
+    app = Flask("memory")
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    app.config["STATISTICS_FLUSH_INTERVAL"] = 0.05
+    db = SQLAlchemy(app)
+
+    class User(db.Model):
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(50))
+
+    statistics = Statistics(app, db)
+    hello(app)
+    with app.app_context():
+        db.create_all()
+        db.session.add(User(name="uncommitted"))
+        db.session.flush()
+        assert app.test_client().get("/").status_code == 200
+        assert statistics.flush(timeout=5)
+        time.sleep(0.2)  # past another flush interval
+        db.session.rollback()
+        assert db.session.query(User).count() == 0
+    warnings = [r.getMessage() for r in caplog.records if "does not write to" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "commit the app's own unfinished work" in warnings[0]
+    health = statistics.health()
+    assert (health.written, health.dropped) == (0, 1)
+    app.extensions["statistics"].writer.stop(timeout=1)
+
+
+# -- sync mode --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never says a word."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(50)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_sync_mode_is_bounded_when_the_database_hangs(backend, silent_server):
+    url = {
+        "postgresql": f"postgresql+psycopg://postgres@127.0.0.1:{silent_server}/test",
+        "mariadb": f"mysql+pymysql://root@127.0.0.1:{silent_server}/test",
+    }[backend]
+    factory = AppFactory(url)
+    app, db, model, statistics = factory(
+        create=False,
+        config={"STATISTICS_WRITE_MODE": "sync", "STATISTICS_SYNC_TIMEOUT": 0.5},
+    )
+    hello(app)
+    client = app.test_client()
+    times = []
+    for _ in range(4):
+        start = time.monotonic()
+        assert client.get("/").status_code == 200
+        times.append(time.monotonic() - start)
+    assert max(times) < 0.5 + 0.4  # never more than the timeout
+    assert sum(times) < 1.5  # and once the database is known to hang, no waiting at all
+    health = statistics.health()
+    assert health.written == 0 and health.queued + health.dropped == 4
+    app.extensions["statistics"].writer.stop(timeout=0.2)
+
+
+def test_sync_mode_counts_rows_it_cannot_write(down_app):
+    app, statistics = down_app(STATISTICS_WRITE_MODE="sync")
+    client = app.test_client()
+    assert [client.get("/").status_code for _ in range(5)] == [200] * 5
+    health = statistics.health()
+    assert (health.written, health.dropped, health.queued) == (0, 5, 0)
+    assert health.last_error is not None
+
+
+# -- test suites ------------------------------------------------------------------------
+
+
+def run_script(code, timeout=60):
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    return done, time.monotonic() - started
+
+
+def test_dropped_apps_are_collected_and_exit_is_quick(tmp_path):
+    done, elapsed = run_script(
+        f"""
+        import gc, threading, time, weakref
+        from flask import Flask
+        from flask_sqlalchemy import SQLAlchemy
+        from flask_statistics import Statistics
+
+        refs = []
+        for i in range(30):
+            app = Flask(f"app{{i}}")
+            app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///{tmp_path}/t{{i}}.db"
+            db = SQLAlchemy(app)
+            Statistics(app, db)
+            @app.route("/")
+            def index():
+                1 / 0
+            with app.app_context():
+                db.create_all()
+            client = app.test_client()
+            app.testing = False
+            client.get("/")   # an exception: got_request_exception fires
+            client.get("/missing")
+            refs.append(weakref.ref(app))
+            del app, db, client, index
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while threading.active_count() > 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            gc.collect()
+        alive = sum(1 for r in refs if r() is not None)
+        print("alive", alive, "threads", threading.active_count())
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    alive, threads = (int(x) for x in done.stdout.split()[1::2])
+    assert alive <= 1 and threads <= 3, done.stdout
+    assert elapsed < 3 + 5, elapsed  # the loop itself takes a few seconds
+
+
+def test_exit_waits_one_shutdown_timeout_however_many_apps(tmp_path):
+    done, elapsed = run_script(
+        """
+        import time
+        from flask import Flask
+        from flask_sqlalchemy import SQLAlchemy
+        from flask_statistics import Statistics
+
+        apps = []
+        for i in range(10):
+            app = Flask(f"app{i}")
+            app.config["SQLALCHEMY_DATABASE_URI"] = (
+                "postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=1"
+            )
+            app.config["STATISTICS_SHUTDOWN_TIMEOUT"] = 1.0
+            db = SQLAlchemy(app)
+            Statistics(app, db)
+            app.test_client().get("/")
+            apps.append(app)
+        print(time.time())
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    exiting = time.time() - float(done.stdout.split()[-1])
+    assert exiting < 1.0 + 1.0, exiting
+    assert "not written" in done.stderr
+
+
+def test_a_missing_table_is_not_retried_at_exit(tmp_path):
+    done, elapsed = run_script(
+        f"""
+        from flask import Flask
+        from flask_sqlalchemy import SQLAlchemy
+        from flask_statistics import Statistics
+
+        app = Flask("t")
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///{tmp_path}/none.db"
+        app.config["STATISTICS_SHUTDOWN_TIMEOUT"] = 20.0
+        app.config["STATISTICS_FLUSH_INTERVAL"] = 3600
+        db = SQLAlchemy(app)
+        Statistics(app, db)
+        for _ in range(7):
+            app.test_client().get("/")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 5, elapsed
+    counts = re.findall(r"stopped with (\d+) row\(s\) not written \(.*no such table", done.stderr)
+    assert sum(int(c) for c in counts) == 7, done.stderr
