@@ -86,11 +86,6 @@ def address_forms(address: str) -> list[str]:
     return list(dict.fromkeys(forms))
 
 
-def day_of(timestamp: float) -> date:
-    """The UTC day of a POSIX timestamp."""
-    return _EPOCH + timedelta(days=int(timestamp // _SECONDS_PER_DAY))
-
-
 def keys_table(table: sa.Table) -> sa.Table:
     """The table of day keys for ``table``: ``<table name>_keys`` on the same metadata,
     so ``db.create_all()`` creates it on the same database. Defined once."""
