@@ -70,6 +70,24 @@ def _text_field(label: str) -> wtforms.StringField:
     )
 
 
+class _DayField(wtforms.DateField):  # type: ignore[misc]  # WTForms is untyped
+    """A YYYY-MM-DD date whose parse error says what to type.
+
+    WTForms 3.3 takes ``invalid_value_message=`` for this; older versions, which we
+    support, only say "Not a valid date value."
+    """
+
+    def __init__(self, label: str, *, invalid_message: str, **kwargs: t.Any) -> None:
+        super().__init__(label, **kwargs)
+        self.invalid_message = invalid_message
+
+    def process_formdata(self, valuelist: list[t.Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(self.invalid_message) from None
+
+
 class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     """The filter bar, bound to the query string: ``FilterForm(request.args)``.
 
@@ -77,13 +95,13 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     filter" or the default.
     """
 
-    start = wtforms.DateField(
+    start = _DayField(
         "From", validators=[v.Optional(), _day_in_range],
-        invalid_value_message="Enter the start date as YYYY-MM-DD.",
+        invalid_message="Enter the start date as YYYY-MM-DD.",
     )
-    end = wtforms.DateField(
+    end = _DayField(
         "To", validators=[v.Optional(), _day_in_range],
-        invalid_value_message="Enter the end date as YYYY-MM-DD.",
+        invalid_message="Enter the end date as YYYY-MM-DD.",
     )
     path = _text_field("Path")
     path_match = wtforms.SelectField(
