@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, has_app_context
 
-from . import privacy
+from . import cli, privacy, shutdown
 from .capture import Capture
 from .config import apply_defaults, exclude_rules
 from .models import bind_key, check_columns, default_model
@@ -148,11 +148,10 @@ class Statistics:
             keyring=keyring,
         )
         self._apps.add(app)
-        from .views import register_dashboard
+        from .views import register_dashboard  # views import this module
 
         register_dashboard(app, app.extensions[EXTENSION_KEY])
-        from . import shutdown
-
+        cli.register(app)
         shutdown.install()
 
     def exempt(self, view: t.Any) -> t.Any:
