@@ -59,13 +59,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # are written ends the process at once, as an impatient operator expects.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        _stop_all()
+        writer.stop_all()
     except Exception:
         logger.exception("statistics writer failed while stopping on SIGTERM")
     # Die by the signal itself, so the exit status still says "killed by SIGTERM".
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _stop_all() -> None:
-    stop_all = getattr(writer, "stop_all", None) or writer._stop_all
-    stop_all()
