@@ -217,10 +217,8 @@ def _template_globals() -> dict[str, t.Any]:
 
 
 def _html(template: str, status: int, **context: t.Any) -> Response:
-    response = make_response(render_template(template, **context), status)
-    # Recorded traffic (addresses, user agents) should not linger in shared caches.
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    # Cache-Control: no-store is added by security.install for every dashboard page.
+    return make_response(render_template(template, **context), status)
 
 
 def _vary(response: Response) -> Response:

@@ -109,6 +109,64 @@ def test_guard_can_answer_in_any_flask_way(make_app: t.Any, guard: t.Any, status
         assert client.get(path).status_code == status, path
 
 
+GUARDED_PATHS = ("/statistics/", "/statistics/partials/kpis", "/statistics/requests/1",
+                 "/statistics/static/statistics/dashboard.js")
+
+
+@pytest.mark.parametrize("allow", [None, True], ids=["None", "True"])
+def test_guard_returning_none_or_true_allows(make_app: t.Any, allow: t.Any) -> None:
+    app, *_ = make_app(guard=lambda: allow)
+    insert(app, [row()])
+    client = app.test_client()
+    for path in GUARDED_PATHS:
+        response = client.get(path)
+        assert response.status_code == 200, path
+    assert "Hits" in client.get("/statistics/").get_data(as_text=True)
+
+
+def test_guard_returning_false_forbids(make_app: t.Any) -> None:
+    app, *_ = make_app(guard=lambda: False)
+    insert(app, [row()])
+    client = app.test_client()
+    for path in GUARDED_PATHS:
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert response.headers["Cache-Control"] == "no-store", path
+        assert response.headers["Content-Security-Policy"] == STRICT_CSP, path
+
+
+def test_guard_refusal_goes_through_the_apps_error_handler(make_app: t.Any) -> None:
+    app, *_ = make_app(guard=lambda: False)
+
+    @app.errorhandler(403)
+    def forbidden(error: t.Any) -> tuple[str, int]:
+        return "ask an admin", 403
+
+    response = app.test_client().get("/statistics/")
+    assert (response.status_code, response.get_data(as_text=True)) == (403, "ask an admin")
+
+
+@pytest.mark.parametrize(
+    ("guard", "status"),
+    [
+        (lambda: False, 403),
+        (lambda: abort(403), 403),
+        (lambda: redirect("/login"), 302),
+        (lambda: ("not found", 404), 404),
+        (lambda: Response("keep out", status=403), 403),
+    ],
+    ids=["False", "abort", "redirect", "tuple", "response"],
+)
+def test_guard_answers_are_never_cached(make_app: t.Any, guard: t.Any, status: int) -> None:
+    app, *_ = make_app(guard=guard)
+    client = app.test_client()
+    for path in GUARDED_PATHS:
+        response = client.get(path)
+        assert response.status_code == status, path
+        # A browser must ask again once the user has logged in.
+        assert response.headers["Cache-Control"] == "no-store", path
+
+
 def test_unguarded_dashboard_warns_at_start_up(make_app: t.Any, caplog: t.Any) -> None:
     with caplog.at_level(logging.WARNING, logger="flask_statistics"):
         make_app()
@@ -175,7 +233,13 @@ def test_csp_can_be_turned_off(make_app: t.Any, off: t.Any) -> None:
 
 def test_pages_with_recorded_data_are_not_cached(make_app: t.Any) -> None:
     app, *_ = make_app()
-    assert app.test_client().get("/statistics/").headers["Cache-Control"] == "no-store"
+    insert(app, [row()])
+    for name, response in responses_to_check(app).items():
+        if name == "static":
+            # The package's own files may be cached (revalidated by ETag).
+            assert "no-store" not in response.headers.get("Cache-Control", ""), name
+        else:
+            assert response.headers["Cache-Control"] == "no-store", name
 
 
 # ---------------------------------------------------------------------------------
