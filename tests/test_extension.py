@@ -242,6 +242,16 @@ def test_dashboard_urls_are_never_recorded(make_app):
         ("STATISTICS_DEFAULT_DATE_SPAN", 7, "timedelta"),
         ("STATISTICS_EXCLUDE", [42], "compiled regexes"),
         ("STATISTICS_URL_PREFIX", "statistics", "such as '/statistics'"),
+        ("STATISTICS_URL_PREFIX", "//", "no empty segments"),
+        ("STATISTICS_URL_PREFIX", "/", "such as '/statistics'"),
+        ("STATISTICS_URL_PREFIX", "/a//b", "no empty segments"),
+        ("STATISTICS_URL_PREFIX", "/stats?x=1", "no empty segments, query"),
+        ("STATISTICS_QUEUE_BYTES", 0, "positive integer"),
+        ("STATISTICS_SYNC_TIMEOUT", 0, "positive number of seconds"),
+        ("STATISTICS_ANONYMIZE_IP", "mask", "'truncate' or 'hash'"),
+        ("STATISTICS_REFERRER", "none", "'full', 'path' or 'origin'"),
+        ("STATISTICS_RETENTION", 30, "timedelta(days=90)"),
+        ("STATISTICS_RETENTION", timedelta(0), "positive"),
         ("STATISTICS_BATCH_SIZE", 0, "positive integer"),
         ("STATISTICS_FLUSH_INTERVAL", -1, "positive number of seconds"),
     ],
@@ -254,6 +264,13 @@ def test_bad_config_raises_with_the_fix(tmp_path, key, value, fix):
     with pytest.raises(ConfigError, match=re.escape(fix)) as info:
         Statistics(app, db)
     assert key in str(info.value)
+
+
+def test_a_prefix_with_several_segments_mounts_there(make_app):
+    app, *_ = make_app(config={"STATISTICS_URL_PREFIX": "/admin/statistics/"})
+    client = app.test_client()
+    assert client.get("/admin/statistics/").status_code == 200
+    assert client.get("/").status_code == 404  # never the site's root
 
 
 def test_config_defaults(make_app):

@@ -215,30 +215,40 @@ def test_a_refused_row_is_isolated_and_the_rest_written(make_app, caplog):
     assert rows(app, statistics)[-1].path == "/after"
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
-def test_a_path_too_long_for_an_index_does_not_stop_recording(make_app):
-    # The classic model's unbounded strings plus a (date, path) index: PostgreSQL's
-    # btree refuses a 3.5 KB key with ProgramLimitExceeded, which psycopg classes as
-    # an OperationalError like a lost connection.
+def test_a_path_too_long_for_an_index_does_not_stop_recording(make_app, backend):
+    # PostgreSQL: the classic model's unbounded strings plus a (date, path) index,
+    # whose btree refuses a 6 KB key with ProgramLimitExceeded, which psycopg classes
+    # as an OperationalError like a lost connection. SQLite and MariaDB take the
+    # default model's (date, path) index, where the path is cut to its column.
     def index(table_name):
         return sa.Index(f"ix_{table_name}_date_path", "date", "path")
 
-    app, db, model, statistics = make_app(
-        model="verbatim", table_args=(index,), config={"STATISTICS_BATCH_SIZE": 100}
-    )
+    if backend == "postgresql":
+        setup = {"model": "verbatim", "table_args": (index,)}
+    else:
+        setup = {"model": "default"}
+    app, db, model, statistics = make_app(config={"STATISTICS_BATCH_SIZE": 100}, **setup)
     hello(app)
     client = app.test_client()
     client.get("/before")
-    # 2,000 characters that compress badly, about 6 KB in UTF-8: over the 2,704-byte limit.
+    # 2,000 characters that compress badly, about 6 KB in UTF-8.
     rng = random.Random(7)
-    client.get("/" + "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(1999)))
+    long_path = "/" + "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(1999))
+    client.get(long_path)
     for i in range(20):
         client.get(f"/after/{i}")
     got = [r.path for r in rows(app, statistics)]
-    assert got == ["/before"] + [f"/after/{i}" for i in range(20)]
+    after = [f"/after/{i}" for i in range(20)]
     health = statistics.health()
-    assert (health.written, health.rejected, health.dropped, health.queued) == (21, 1, 0, 0)
-    assert "ProgramLimitExceeded" in health.last_error
+    if backend == "postgresql":
+        assert got == ["/before"] + after
+        assert (health.written, health.rejected, health.dropped, health.queued) == (21, 1, 0, 0)
+        assert "ProgramLimitExceeded" in health.last_error
+        assert long_path[1:20] not in health.last_error
+    else:
+        limit = app.extensions["statistics"].table.c.path.type.length
+        assert got == ["/before", long_path[:limit]] + after
+        assert (health.written, health.rejected) == (22, 0)
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
@@ -257,6 +267,32 @@ def test_text_the_column_type_refuses_is_isolated(make_app):
     health = statistics.health()
     assert (health.written, health.rejected) == (2, 1)
     assert "InvalidTextRepresentation" in health.last_error
+    assert "not-an-address" not in health.last_error
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_text_a_strict_sqlite_column_refuses_is_isolated(make_app):
+    # A STRICT table (SQLite 3.37+) checks types: text in an INTEGER column is refused.
+    app, db, model, statistics = make_app(create=False)
+    table = app.extensions["statistics"].table
+    text_columns = ", ".join(
+        f'"{c}" TEXT' for c in ("date", "method", "path", "user_agent", "exception",
+                                 "referrer", "browser", "platform", "mimetype")
+    )
+    with app.app_context(), db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f'CREATE TABLE {table.name} ("index" INTEGER PRIMARY KEY, response_time REAL, '
+            f"size INTEGER, status_code INTEGER, remote_address INTEGER, {text_columns}) STRICT"
+        )
+    hello(app)
+    client = app.test_client()
+    client.get("/a", environ_base={"REMOTE_ADDR": "1"})
+    client.get("/b", environ_base={"REMOTE_ADDR": "not-an-address"})
+    client.get("/c", environ_base={"REMOTE_ADDR": "3"})
+    assert [r.path for r in rows(app, statistics)] == ["/a", "/c"]
+    health = statistics.health()
+    assert (health.written, health.rejected) == (2, 1)
+    assert "cannot store TEXT value in INTEGER column" in health.last_error
     assert "not-an-address" not in health.last_error
 
 
