@@ -2,8 +2,8 @@
 safe to display.
 
 Recorded values are attacker-controlled. Escaping is Jinja's (HTML) and ElementTree's
-(SVG) job; :func:`clean` only removes what neither can encode or show: lone
-surrogates and control characters.
+(SVG) job; :func:`clean` makes visible what neither would show as it is: control
+characters, lone surrogates, and the invisible characters that reorder or hide text.
 """
 
 from __future__ import annotations
@@ -15,18 +15,37 @@ from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 
 EMPTY = "—"
+#: Longest recorded value placed in an HTML attribute (title, aria-label, data-*);
+#: the text itself, or the detail page, shows more.
+ATTRIBUTE_LIMIT = 256
 
-_UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# What a reader could not see or would be misled by:
+# - C0 and C1 controls, DEL, and lone surrogates (which no encoder accepts);
+# - bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) and the
+#   Arabic letter mark (U+061C), which reorder the text after them ("Trojan Source");
+# - zero-width spaces, joiners and marks (U+200B-U+200F), word joiners and invisible
+#   operators (U+2060-U+2064), the byte order mark (U+FEFF), and the line and
+#   paragraph separators (U+2028, U+2029), which hide or split text.
+_UNSHOWABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 
 
 def clean(value: t.Any) -> str:
-    """``value`` as text without control characters or lone surrogates.
+    """``value`` as text in which every control, bidi or invisible character is shown.
 
-    Each one becomes a visible ``\\xNN``/``\\uNNNN`` escape, so a path that carried an
-    escape sequence still shows that it did.
+    Each one becomes a visible ``\\xNN``/``\\uNNNN`` escape (U+202E is shown as
+    ``\\u202e``), so a path that carried one still shows that it did, and no value
+    can reorder or hide the text around it. Escaping for HTML or XML still follows.
     """
     text = value if isinstance(value, str) else str(value)
     return _UNSHOWABLE.sub(_escape_char, text)
+
+
+def needs_cleaning(value: str) -> bool:
+    """Whether :func:`clean` would change ``value``."""
+    return _UNSHOWABLE.search(value) is not None
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -36,8 +55,15 @@ def _escape_char(match: re.Match[str]) -> str:
 
 def shorten(value: t.Any, limit: int = 120) -> str:
     """:func:`clean` text cut to ``limit`` characters with an ellipsis."""
-    text = clean(value)
+    # Cut before cleaning as well, so a megabyte value costs no more than a short one;
+    # every character cleans to at least one, so limit + 1 still shows that it was cut.
+    text = clean(value[: limit + 1] if isinstance(value, str) else value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def attribute(value: t.Any) -> str:
+    """A recorded value for an HTML attribute: :func:`shorten` to ``ATTRIBUTE_LIMIT``."""
+    return shorten(value, ATTRIBUTE_LIMIT)
 
 
 def number(value: int | float | None) -> str:

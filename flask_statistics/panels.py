@@ -14,6 +14,7 @@ from . import charts, queries
 from .filters import METHODS, Filters
 from .formatting import (
     Change,
+    attribute,
     change,
     clean,
     duration,
@@ -197,7 +198,7 @@ class Ranked:
     """One row of a top list: what to show, how often, and where a click goes."""
 
     text: str
-    full: str
+    full: str  # more of the value, for the title attribute (cut to ATTRIBUTE_LIMIT)
     hits: int
     drill: str | None = None
     external: str | None = None
@@ -243,7 +244,7 @@ def build_top(view: View) -> dict[str, t.Any]:
         items = [
             Ranked(
                 charts.label(value, empty),
-                clean(value) if value is not None else empty,
+                attribute(value) if value is not None else empty,
                 hits,
                 link(value),
                 external_url(value) if column == "referrer" else None,
@@ -282,6 +283,7 @@ class Formatter:
     percent = staticmethod(percent)
     clean = staticmethod(clean)
     shorten = staticmethod(shorten)
+    attribute = staticmethod(attribute)
     external_url = staticmethod(external_url)
 
     def time(self, moment: t.Any, seconds: bool = True) -> str:

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, current_app, g, make_response, request
 
+from .formatting import needs_cleaning
+
 if t.TYPE_CHECKING:
     from .extension import StatisticsState
 
@@ -72,7 +74,9 @@ def external_url(value: t.Any) -> str | None:
     """
     if not isinstance(value, str) or len(value) > 4096:
         return None
-    if any(ord(c) < 0x21 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+    # Spaces, controls and the invisible or reordering characters clean() would show
+    # escaped: the link text must be the address the browser goes to.
+    if " " in value or needs_cleaning(value):
         return None
     try:
         parts = urlsplit(value)

@@ -148,6 +148,15 @@ def test_control_characters_stay_visible_as_escapes() -> None:
     assert "/a\\x1b[31mred" in " ".join(texts(parse(svg), "title"))
 
 
+def test_bidi_and_zero_width_characters_are_shown_escaped() -> None:
+    # U+202E would draw "/admin" + "gpj.exe" reversed; U+200B would hide a split.
+    svg = str(charts.top_chart("Top", [("/admin\u202egpj.exe\u200b\u2066x", 1)]))
+    assert not any(c in svg for c in "\u202e\u200b\u2066")
+    root = parse(svg)
+    shown = " ".join(texts(root, "text") + texts(root, "title") + texts(root, "desc"))
+    assert "/admin\\u202egpj.exe\\u200b\\u2066x" in shown
+
+
 def test_hostile_labels_in_the_config_attribute_are_escaped() -> None:
     svg = charts.traffic_chart(series("day", datetime(2024, 5, 1), [1, 2]), UTC, '"><script>alert(1)</script>')
     root = parse(svg)

@@ -495,3 +495,88 @@ def test_fuzzed_query_strings_never_fail(fuzz_target: t.Any) -> None:
         assert urlsplit(url).path.startswith("/statistics/")
 
     check()
+
+
+# ---------------------------------------------------------------------------------
+# Invisible and reordering characters, and huge values in attributes
+
+#: One of each kind clean() must show escaped: bidi overrides, embeddings and
+#: isolates, the Arabic letter mark, zero-width characters, the BOM, line and
+#: paragraph separators, and C0/C1 controls (NUL aside, which no backend stores).
+INVISIBLE = ("\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+             "\u2069", "\u061c", "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\ufeff",
+             "\u2028", "\u2029", "\x01", "\x09", "\x0a", "\x1b", "\x7f", "\x85", "\x9f")
+TROJAN = "".join(INVISIBLE)
+SHOWN = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in INVISIBLE)
+RECORDED_TEXT = ("path", "user_agent", "referrer", "exception", "remote_address", "browser",
+                 "platform", "mimetype", "method")
+
+
+def test_invisible_characters_are_shown_escaped_everywhere(make_app: t.Any) -> None:
+    app, *_ = make_app(model="default")
+    values = {
+        "path": f"/admin{TROJAN}x", "user_agent": f"ua{TROJAN}", "referrer": f"https://r.example/{TROJAN}",
+        "exception": f"KeyError('{TROJAN}')", "remote_address": f"a{TROJAN}",
+        "browser": f"b{TROJAN}", "platform": f"p{TROJAN}", "mimetype": f"m{TROJAN}",
+        "method": "G\u202eET",
+    }
+    insert(app, [row(**values)])
+    client = app.test_client()
+    pages = {name: client.get(url) for name, url in dashboard_urls(app, indexes(app)[0]).items()}
+    pages.update({f"{n} (htmx)": client.get(u, headers=HTMX)
+                  for n, u in dashboard_urls(app, indexes(app)[0]).items()})
+    for name, response in pages.items():
+        assert response.status_code == 200, name
+        html = response.get_data(as_text=True)
+        page = Page(html)
+        attributes = " ".join(v or "" for _, attrs in page.elements for v in attrs.values())
+        # Neither as characters nor as character references, in text, attributes or SVG.
+        for char in INVISIBLE[:18]:
+            assert char not in html and char not in page.all_text and char not in attributes, (name, hex(ord(char)))
+        for char in ("\x01", "\x1b", "\x7f", "\x85", "\x9f"):
+            assert char not in html, (name, hex(ord(char)))
+    shown = Page(pages["detail"].get_data(as_text=True)).all_text
+    for column in RECORDED_TEXT:
+        assert values[column].replace(TROJAN, SHOWN).replace("\u202e", "\\u202e") in shown, column
+    # The request log and the charts show the escapes too.
+    assert "/admin\\u202a" in Page(pages["requests"].get_data(as_text=True)).all_text
+    top = pages["top (htmx)"].get_data(as_text=True)
+    assert "b\\u202a\\u202b" in top  # the browser bar's label inside the SVG
+    root = ET.fromstring(re.search(r"<svg.*?</svg>", top, re.S).group(0))  # type: ignore[union-attr]
+    assert any("\\u202e" in (el.text or "") for el in root.iter())
+
+
+def test_a_referrer_with_invisible_characters_is_not_a_link() -> None:
+    from flask_statistics.security import external_url
+
+    assert external_url("https://ok.example/path") == "https://ok.example/path"
+    for char in ("\u202e", "\u200b", "\u2066", "\ufeff", "\x85", " "):
+        assert external_url(f"https://ok.example/{char}moc.live") is None, hex(ord(char))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # servers enforce the model's lengths
+def test_megabyte_values_are_cut_in_attributes(make_app: t.Any) -> None:
+    app, *_ = make_app()
+    huge = "x" * 1_000_000
+    insert(app, [row(referrer="https://big.example/" + huge, path="/" + huge, user_agent=huge,
+                     browser=huge, platform=huge, remote_address=huge),
+                 row(referrer="not a url " + huge)])
+    client = app.test_client()
+    first = indexes(app)[0]
+    for name, url in dashboard_urls(app, first).items():
+        for headers in ({}, HTMX):
+            response = client.get(url, headers=headers)
+            assert response.status_code == 200, name
+            page = Page(response.get_data(as_text=True))
+            for tag, attrs in page.elements:
+                for attribute, value in attrs.items():
+                    if attribute in ("title", "aria-label") or attribute.startswith("data-"):
+                        assert len(value or "") <= 256, (name, tag, attribute)
+            if name != "detail":
+                assert len(response.get_data()) < 200_000, name
+    top = client.get(f"/statistics/partials/top?{QS}", headers=HTMX).get_data(as_text=True)
+    titles = [attrs["title"] for _, attrs in Page(top).elements if attrs.get("title")]
+    assert any(t_.startswith("https://big.example/xxx") and t_.endswith("…") for t_ in titles)
+    # The detail page still shows the whole stored value.
+    detail = client.get(f"/statistics/requests/{first}").get_data(as_text=True)
+    assert "https://big.example/" + huge in Page(detail).all_text
