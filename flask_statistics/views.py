@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, current_app, make_response, render_template, request
 
-from . import panels, queries, security
+from . import models, panels, queries, security
 from .config import ConfigError
 from .extension import BLUEPRINT_NAME, StatisticsState, state_of
 from .filters import zone
@@ -98,10 +98,19 @@ def register_dashboard(app: Flask, state: StatisticsState) -> None:
     if state.guard is None and not app.debug:
         logger.warning(
             "the statistics dashboard at %s/ has no guard, so anyone who can reach "
-            "this app can read its traffic; pass a guard, e.g. "
-            "Statistics(app, db, Request, lambda: None if current_user.is_admin else abort(403))",
+            "this app can read its traffic; pass a guard, e.g. %s",
             prefix,
+            _guard_example(state.model),
         )
+
+
+def _guard_example(model: type) -> str:
+    """How this app would pass a guard: with its own model, or with the default one."""
+    guard = "lambda: current_user.is_authenticated and current_user.is_admin"
+    # The default model is defined in our models module; a user's model never is.
+    if model.__module__ == models.__name__:
+        return f"Statistics(app, db, guard={guard})"
+    return f"Statistics(app, db, {model.__name__}, {guard})"
 
 
 # ---------------------------------------------------------------------------------

@@ -173,6 +173,27 @@ def test_unguarded_dashboard_warns_at_start_up(make_app: t.Any, caplog: t.Any) -
     assert any("no guard" in r.getMessage() for r in caplog.records)
 
 
+def no_guard_warning(caplog: t.Any) -> str:
+    messages = [r.getMessage() for r in caplog.records if "no guard" in r.getMessage()]
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def test_no_guard_warning_shows_the_apps_own_model(make_app: t.Any, caplog: t.Any) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_statistics"):
+        _, _, model, _ = make_app(model="seed")
+    message = no_guard_warning(caplog)
+    assert f"Statistics(app, db, {model.__name__}, lambda: " in message
+
+
+def test_no_guard_warning_without_a_model_passes_the_guard_by_name(make_app: t.Any, caplog: t.Any) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_statistics"):
+        make_app(model="default")
+    message = no_guard_warning(caplog)
+    assert "Statistics(app, db, guard=lambda: " in message
+    assert "Request" not in message  # no model the app does not have
+
+
 @pytest.mark.parametrize("kwargs", [{"guard": lambda: None}, {"config": {"DEBUG": True}}])
 def test_no_warning_with_a_guard_or_in_debug(make_app: t.Any, caplog: t.Any, kwargs: dict[str, t.Any]) -> None:
     with caplog.at_level(logging.WARNING, logger="flask_statistics"):
