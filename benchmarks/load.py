@@ -1,6 +1,6 @@
 """Throughput and tail latency under load: gunicorn, bare versus with Statistics.
 
-    python benchmarks/load.py [--rounds 2] [--duration 8] [--quick]
+    python benchmarks/load.py [--rounds 3] [--duration 5] [--quick]
     python benchmarks/load.py --trees /tmp/fst-base /work/main   # A/B, interleaved
 
 gunicorn runs 2 gthread workers serving a small app whose one route renders a Jinja
@@ -237,8 +237,8 @@ def postgresql_reachable() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trees", nargs="*", default=None, help="source trees to compare")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per run")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s runs")
     args = parser.parse_args()

@@ -4,6 +4,7 @@ host's own handler still runs, and an ignored SIGTERM stays ignored."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import unique_table
+from conftest import require_or_skip, unique_table
 
 N = 300
 
@@ -175,8 +176,8 @@ def servers():
 @pytest.mark.parametrize("kind", ["werkzeug", "waitress"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigterm_writes_every_queued_row_then_dies_by_sigterm(tmp_path, servers, database_url, kind):
-    if kind == "waitress":
-        pytest.importorskip("waitress", reason="pip install waitress to run this test")
+    if kind == "waitress" and importlib.util.find_spec("waitress") is None:
+        require_or_skip("waitress is not installed; pip install -e '.[test]' installs it")
     server = Server(tmp_path, kind, database_url)
     servers.append(server)
     server.hit(N)
