@@ -19,6 +19,7 @@ import socket
 import threading
 import typing as t
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -287,11 +288,15 @@ def referrer_filter(mode: str) -> ReferrerFilter | None:
     )
 
 
+# Referrers repeat (the app's own pages, a few search engines): a cache makes the
+# request-path cost a dictionary lookup. Bounded, so unique referrers cannot grow it.
+@lru_cache(maxsize=1024)
 def referrer_origin(referrer: str | None) -> str | None:
     parts = _split(referrer)
     return None if parts is None else parts[0]
 
 
+@lru_cache(maxsize=1024)
 def referrer_path(referrer: str | None) -> str | None:
     parts = _split(referrer)
     if parts is None:
