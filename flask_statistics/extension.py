@@ -46,7 +46,9 @@ class Statistics:
     ``Statistics(app, db, Request)`` as in the classic example, or ``Statistics()``
     then ``init_app(app, db=db, model=Request)``. ``model`` may be left out to use a
     built-in model. The fourth argument, ``guard``, runs before every dashboard
-    request; when it returns something other than None, that is the response.
+    request: ``None`` or ``True`` lets the request through, ``False`` answers 403
+    Forbidden, and anything else Flask's ``make_response`` accepts (a response, a
+    redirect, ``(body, status)``) is the response.
     ``disable_f`` runs at the end of each request; a truthy result means the request
     is not recorded.
     """
