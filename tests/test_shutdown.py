@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import require_or_skip, unique_table
+from conftest import require_or_skip, rows, unique_table
 
 N = 300
 
@@ -227,3 +228,30 @@ def test_sigterm_with_the_database_down_exits_in_time_and_says_how_many_rows_wer
     assert elapsed < timeout + 5, f"took {elapsed:.1f} s to exit"
     counts = [int(n) for n in re.findall(r"(\d+) row", stderr)]
     assert 50 in counts or sum(counts) == 50, stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_app_set_up_outside_the_main_thread_records_as_usual(make_app):
+    # Signal handlers can only be set from the main thread; setting up there must
+    # not fail because of it.
+    built: list[tuple] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            built.append(make_app())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    thread.join(30)
+    assert not errors, errors
+    app, _, _, statistics = built[0]
+
+    @app.route("/")
+    def index():
+        return "ok"
+
+    assert app.test_client().get("/").status_code == 200
+    assert [row.path for row in rows(app, statistics)] == ["/"]
