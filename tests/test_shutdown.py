@@ -106,18 +106,25 @@ class Server:
         self.url = url
         self.created = create
         env = {**os.environ, "SHUTDOWN_TIMEOUT": str(shutdown_timeout)}
+        # A file, not a pipe: a full pipe would block the server's request log.
+        self._stderr_path = tmp_path / "server.err"
+        self._stderr = open(self._stderr_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, str(script), kind, url, str(self.port), self.table,
              host_handler, "yes" if create else "no"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=env, stdout=subprocess.DEVNULL, stderr=self._stderr,
         )
-        self._wait_until_up()
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.kill()
+            raise
 
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited early: {self.proc.stderr.read()}")
+                raise AssertionError(f"the server exited early: {self.stderr()}")
             try:
                 if get(self.base + "/ready") == 200:
                     return
@@ -136,16 +143,20 @@ class Server:
     def signal_and_wait(self, signum: int, timeout: float = 30) -> tuple[int, str]:
         self.proc.send_signal(signum)
         try:
-            _, stderr = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"the server did not exit within {timeout} s") from None
-        return self.proc.returncode, stderr
+        return self.proc.returncode, self.stderr()
+
+    def stderr(self) -> str:
+        return self._stderr_path.read_text()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+        self._stderr.close()
 
     def paths(self) -> list[str]:
         engine = sa.create_engine(self.url)
@@ -206,7 +217,7 @@ def test_an_ignored_sigterm_stays_ignored(tmp_path, servers, database_url):
     server.hit(10)
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(1.0)  # time for a handler to run, if one wrongly did
-    assert server.proc.poll() is None, server.proc.stderr.read()
+    assert server.proc.poll() is None, server.stderr()
     server.hit(10, start=10)
     status, stderr = server.signal_and_wait(signal.SIGINT)
     assert len(server.paths()) == 20, stderr
