@@ -555,3 +555,46 @@ def test_a_missing_table_is_not_retried_at_exit(tmp_path):
     assert elapsed < 5, elapsed
     counts = re.findall(r"stopped with (\d+) row\(s\) not written \(.*no such table", done.stderr)
     assert sum(int(c) for c in counts) == 7, done.stderr
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_dropped_apps_release_their_database_connections(database_url):
+    import gc
+
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_statistics import Statistics
+
+    def connections():
+        engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            count = conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'statistics-leak-test'"
+            )).scalar()
+        engine.dispose()
+        return count
+
+    def one_app(table_name):
+        app = Flask("leak")
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "connect_args": {"application_name": "statistics-leak-test"}
+        }
+        app.config["STATISTICS_TABLE_NAME"] = table_name
+        db = SQLAlchemy(app)
+        statistics = Statistics(app, db)
+        hello(app)
+        table = app.extensions["statistics"].table
+        with app.app_context():
+            table.create(db.engine)
+        app.test_client().get("/")
+        assert statistics.flush(timeout=10)
+        with app.app_context():
+            table.drop(db.engine)
+
+    for i in range(10):
+        one_app(f"fst_leak_{os.getpid()}_{i}")
+    gc.collect()
+    assert wait_for(lambda: (gc.collect(), connections())[1] == 0, timeout=10), connections()
