@@ -10,7 +10,9 @@ Statistics in buffered mode on a SQLite file, on PostgreSQL
 and on a database that is down (a closed port). Load comes from ``wrk --latency``
 over loopback (or a small Python client when wrk is not installed). Rounds
 interleave the variants; figures are medians, and each variant is compared with bare
-(targets: throughput >= 0.95x, p99 <= 1.1x). With ``--trees``, the Statistics
+(targets: throughput >= 0.95x, p99 <= 1.1x). CPU time per request, summed over the
+workers' threads (the writer's included), is printed too, so a slow run shows
+whether the workers worked more or waited more. With ``--trees``, the Statistics
 variants run once per source tree (put first on PYTHONPATH).
 """
 
@@ -89,6 +91,8 @@ class Result:
     p50: float
     p99: float
     errors: str
+    requests: int
+    cpu_per_request: float = 0.0
 
 
 def free_port() -> int:
@@ -136,10 +140,32 @@ def wrk(port: int, duration: float, connections: int) -> Result:
         return float(match[1]) * _UNITS[match[2]]
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     errors = "; ".join(
         line.strip() for line in out.splitlines() if "Socket errors" in line or "Non-2xx" in line
     )
-    return Result(float(rps[1]) if rps else 0.0, latency("50"), latency("99"), errors)
+    return Result(
+        float(rps[1]) if rps else 0.0, latency("50"), latency("99"), errors,
+        int(total[1]) if total else 0,
+    )
+
+
+def workers_cpu_seconds(master: int) -> float:
+    """CPU time (user + system, all threads) used so far by ``master``'s children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                # The command name may hold spaces; the fields after it are fixed.
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def python_client(port: int, duration: float, connections: int) -> Result:
@@ -173,6 +199,7 @@ def python_client(port: int, duration: float, connections: int) -> Result:
         ordered[len(ordered) // 2],
         ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
         f"Non-2xx: {errors[0]}" if errors[0] else "",
+        len(ordered),
     )
 
 
@@ -206,7 +233,11 @@ def run_variant(variant: Variant, duration: float, connections: int) -> Result:
             wait_until_up(port, proc)
             load = wrk if shutil.which("wrk") else python_client
             load(port, min(2.0, duration), connections)  # warm up both workers
-            return load(port, duration, connections)
+            cpu_before = workers_cpu_seconds(proc.pid)
+            result = load(port, duration, connections)
+            cpu = workers_cpu_seconds(proc.pid) - cpu_before
+            result.cpu_per_request = cpu / max(1, result.requests)
+            return result
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -274,28 +305,32 @@ def main() -> None:
             result = run_variant(variant, args.duration, args.connections)
             results[variant.name].append(result)
             print(
-                f"  round {round_no + 1} {variant.name:<40} {result.requests_per_second:8.0f} req/s  "
-                f"p50 {result.p50 * 1e3:6.2f} ms  p99 {result.p99 * 1e3:6.2f} ms  {result.errors}"
+                f"  round {round_no + 1} {variant.name:<40} {result.requests_per_second:6.0f} req/s  "
+                f"p50 {result.p50 * 1e3:6.2f} ms  p99 {result.p99 * 1e3:6.2f} ms  "
+                f"CPU {result.cpu_per_request * 1e6:5.0f} us/req  {result.errors}"
             )
 
-    def medians(name: str) -> tuple[float, float, float]:
+    def medians(name: str) -> tuple[float, float, float, float]:
         runs = results[name]
         return (
             stats.median(r.requests_per_second for r in runs),
             stats.median(r.p50 for r in runs),
             stats.median(r.p99 for r in runs),
+            stats.median(r.cpu_per_request for r in runs),
         )
 
-    bare_rps, bare_p50, bare_p99 = medians("bare")
+    bare_rps, _, bare_p99, bare_cpu = medians("bare")
     print()
-    print(f"{'variant':<40} {'req/s':>8} {'p50':>9} {'p99':>9}  vs bare (targets: >= 0.95x req/s, <= 1.1x p99)")
+    print(
+        f"{'variant':<40} {'req/s':>6} {'p50':>9} {'p99':>9} {'CPU/req':>9}  vs bare "
+        "(targets: >= 0.95x req/s, <= 1.1x p99)"
+    )
     for variant in variants:
-        rps, p50, p99 = medians(variant.name)
+        rps, p50, p99, cpu = medians(variant.name)
         print(
-            f"{variant.name:<40} {rps:8.0f} {p50 * 1e3:7.2f}ms {p99 * 1e3:7.2f}ms  "
-            f"{rps / bare_rps:.2f}x req/s, {p99 / bare_p99:.2f}x p99"
+            f"{variant.name:<40} {rps:6.0f} {p50 * 1e3:7.2f}ms {p99 * 1e3:7.2f}ms {cpu * 1e6:6.0f}us  "
+            f"{rps / bare_rps:.2f}x req/s, {p99 / bare_p99:.2f}x p99, {cpu / bare_cpu:.2f}x CPU/req"
         )
-
 
 if __name__ == "__main__":
     main()
