@@ -1,20 +1,25 @@
 """SQL expressions that each database spells differently: exact text comparison,
-integer division, percentiles, index hints. Supported: SQLite, PostgreSQL, MySQL 8
+integer division, percentiles, time buckets, index hints. Supported: SQLite, PostgreSQL, MySQL 8
 and MariaDB 10.2+ (window functions are needed)."""
 
 from __future__ import annotations
 
 import typing as t
+from datetime import datetime, timedelta
 from fractions import Fraction
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 _LIKE_ESCAPE = "/"
 _HAIR = Fraction(1, 2**45)
+_MICROSECOND = timedelta(microseconds=1)
+#: The most buckets :func:`bucket_index` takes. The SQL is written for exactly this
+#: many, whatever the window, so its text never grows with the range.
+MAX_BUCKETS = 256
 
 
 def _is_mysql(dialect: Dialect) -> bool:
@@ -111,3 +116,51 @@ def percentile_aggregate(
     # the exact rank for every n below 10**11.
     below = float(p - _HAIR)
     return sa.func.percentile_disc(sa.literal(below, sa.Float())).within_group(value)
+
+
+def bucket_index(
+    dialect: Dialect, date: ColumnElement[t.Any], starts: t.Sequence[datetime], until: datetime
+) -> ColumnElement[t.Any]:
+    """The index (from 0) of the bucket holding ``date``: bucket ``k`` runs from
+    ``starts[k]`` up to the next start, the last one up to ``until``.
+
+    Only the parameters depend on the window: the SQL text is the same for any
+    number of buckets up to :data:`MAX_BUCKETS`. Dates are compared, never converted,
+    so a bucket edge is exact to the microsecond on every database. Expects
+    ``starts[0] <= date < until``.
+    """
+    if not 1 <= len(starts) <= MAX_BUCKETS:
+        raise ValueError(f"bucket_index takes 1 to {MAX_BUCKETS} starts, got {len(starts)}")
+    if dialect.name == "postgresql":
+        # A binary search over one array parameter, in C: nothing for the JIT to
+        # compile however many buckets there are.
+        array = sa.cast(sa.bindparam(None, list(starts), type_=postgresql.ARRAY(date.type)),
+                        postgresql.ARRAY(date.type))
+        found = sa.func.width_bucket(date, array, type_=sa.Integer())
+        return found - sa.literal_column("1", sa.Integer())
+    if _is_mysql(dialect):
+        # INTERVAL(n, n1, n2, ...) counts the ni <= n by binary search when they are
+        # constants; the offsets are microseconds after the first start. Padding past
+        # ``until`` keeps them increasing and the argument count fixed.
+        since = starts[0]
+        offsets = [(start - since) // _MICROSECOND for start in starts[1:]]
+        end = (until - since) // _MICROSECOND
+        offsets += [end + k for k in range(1, MAX_BUCKETS - len(starts) + 1)]
+        elapsed = sa.func.timestampdiff(
+            sa.literal_column("MICROSECOND"), sa.bindparam(None, since, type_=date.type), date
+        )
+        params = [sa.bindparam(None, offset, type_=sa.BigInteger()) for offset in offsets]
+        return sa.func.interval(elapsed, *params, type_=sa.Integer())
+    # A binary search written as nested CASEs over MAX_BUCKETS starts, the unused
+    # ones at ``until`` where no row reaches them; each date takes log2(MAX_BUCKETS)
+    # comparisons.
+    padded = [*starts, *[until] * (MAX_BUCKETS - len(starts))]
+
+    def search(first: int, last: int) -> ColumnElement[t.Any]:
+        if first == last:
+            return sa.literal_column(str(first), sa.Integer())
+        middle = (first + last + 1) // 2
+        start = sa.bindparam(None, padded[middle], type_=date.type)
+        return sa.case((date < start, search(first, middle - 1)), else_=search(middle, last))
+
+    return search(0, MAX_BUCKETS - 1)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
+from .buckets import first_instant
+
 SORTS = ("date", "response_time", "size", "status_code")
 PATH_MATCHES = ("exact", "prefix")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -30,9 +32,9 @@ def zone(name: str) -> tzinfo:
 
 
 def local_midnight_utc(day: date, tz: tzinfo) -> datetime:
-    """The naive UTC instant at which ``day`` begins in ``tz``."""
-    local = datetime.combine(day, time(), tzinfo=tz)
-    return local.astimezone(timezone.utc).replace(tzinfo=None)
+    """The naive UTC instant at which ``day`` begins in ``tz``: its first instant,
+    also where the clocks skip midnight itself (e.g. America/Santiago in September)."""
+    return first_instant(datetime.combine(day, time()), tz)
 
 
 @dataclass(frozen=True)

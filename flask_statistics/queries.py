@@ -1,7 +1,9 @@
 """The dashboard's figures, computed by the database.
 
 Nothing here loads the window's rows into Python: aggregates, percentiles and time
-buckets are SQL, and the request log is read one page at a time. Percentiles are an
+buckets are SQL, and the request log is read one page at a time. Time buckets follow
+the local calendar (see :mod:`.buckets`); their edges are parameters of a statement
+whose text is the same whatever the range. Percentiles are an
 aggregate of the main query on PostgreSQL and a second query elsewhere, which sorts
 only the times. Every function takes an open connection, the statistics table and
 the validated :class:`Filters`.
@@ -11,15 +13,18 @@ from __future__ import annotations
 
 import typing as t
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from fractions import Fraction
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
+from . import buckets
+from .buckets import Unit
 from .dialects import (
     as_double,
+    bucket_index,
     exact_text,
     int_div,
     percentile_aggregate,
@@ -27,18 +32,13 @@ from .dialects import (
     text_startswith,
     unindexed,
 )
-from .filters import TEXT_FILTERS, Filters
+from .filters import TEXT_FILTERS, Filters, zone
 
 #: Columns :func:`top` can rank.
 TOP_COLUMNS = (
     "path", "browser", "platform", "referrer", "method", "status_code",
     "mimetype", "remote_address", "user_agent",
 )
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-#: Ranges up to this long are bucketed by hour, longer ones by day.
-HOURLY_UP_TO = timedelta(days=2)
-
 P50, P95, P99 = Fraction(50, 100), Fraction(95, 100), Fraction(99, 100)
 
 
@@ -59,7 +59,8 @@ class Kpis:
 
 @dataclass(frozen=True)
 class Point:
-    """One time bucket, starting at ``start`` (naive UTC)."""
+    """One time bucket, starting at ``start`` (naive UTC) and running to the next
+    point's start (the last one to the window's end)."""
 
     start: datetime
     hits: int
@@ -70,10 +71,16 @@ class Point:
 
 @dataclass(frozen=True)
 class Series:
-    """Every bucket of the window in time order, empty ones included."""
+    """Every bucket of the window in time order, empty ones included.
 
-    width: t.Literal["hour", "day"]
+    ``width`` is the local calendar unit of the buckets: "hour", "day", "week"
+    (from Monday), "month" or "year". The first and last bucket may be part of one,
+    cut to the window, which ends at ``end`` (naive UTC).
+    """
+
+    width: Unit
     points: list[Point]
+    end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -251,51 +258,28 @@ def kpis(conn: sa.Connection, table: sa.Table, filters: Filters) -> Kpis:
     )
 
 
-def bucket_width(filters: Filters) -> timedelta:
-    """An hour for windows up to two days long, a day beyond."""
-    return HOUR if filters.until - filters.since <= HOURLY_UP_TO else DAY
+def bucket_width(filters: Filters) -> Unit:
+    """The unit of the window's time buckets: an hour for windows within two local
+    days; beyond, the finest of day, week, month and year that keeps a chart to
+    about 200 points."""
+    return buckets.choose_unit(filters.since, filters.until, zone(filters.tz))
 
 
-def bucket_count(filters: Filters, width: timedelta) -> int:
-    """How many buckets of ``width`` the window holds.
-
-    Buckets are fixed steps from ``since``. A window that is not a whole number of
-    steps (a day window spanning a daylight-saving change is 23 or 25 hours longer
-    or shorter) rounds to the nearest count: the last bucket absorbs or lacks the
-    difference.
-    """
-    return max(1, round((filters.until - filters.since) / width))
-
-
-def _bucket(
-    date: ColumnElement[t.Any], since: datetime, width: timedelta, count: int
-) -> ColumnElement[t.Any]:
-    # The index of the bucket holding each date, by binary search over the bucket
-    # starts: comparing dates is exact to the microsecond on every database and much
-    # cheaper than date arithmetic on each row. The last bucket runs to the window's
-    # end. The starts are written into the SQL, so any number of them fits.
-    def search(first: int, last: int) -> ColumnElement[t.Any]:
-        if first == last:
-            return sa.literal_column(str(first), sa.Integer())
-        middle = (first + last + 1) // 2
-        start = sa.bindparam(None, since + middle * width, type_=date.type, literal_execute=True)
-        return sa.case((date < start, search(first, middle - 1)), else_=search(middle, last))
-
-    return search(0, count - 1)
+def bucket_starts(filters: Filters, unit: Unit | None = None) -> list[datetime]:
+    """The naive UTC start of each time bucket of the window: ``since``, then where
+    each local hour, day, week or month begins in ``filters.tz``."""
+    unit = bucket_width(filters) if unit is None else unit
+    return buckets.starts(filters.since, filters.until, zone(filters.tz), unit)
 
 
 def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series:
-    """Hits, visitors and p50/p95 response time per hour or day, every bucket present.
-
-    Day buckets start at local midnight of ``start_day`` and step by fixed 24 hours,
-    so after a daylight-saving change in the window they are an hour off the local
-    midnights.
-    """
+    """Hits, visitors and p50/p95 response time per local hour, day, week or month,
+    every bucket present."""
     d = conn.dialect
     c = table.c
-    width = bucket_width(filters)
-    count = bucket_count(filters, width)
-    bucket = _bucket(c.date, filters.since, width, count)
+    unit = bucket_width(filters)
+    starts = bucket_starts(filters, unit)
+    bucket = bucket_index(d, c.date, starts, filters.until)
     rt = as_double(d, c.response_time)
     where = _where_all(conn, table, filters)
     base = (
@@ -325,8 +309,7 @@ def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series
     if not inline:
         times = {int(k): v for k, v in _percentiles(conn, rt, where, wanted, bucket).items()}
     points = []
-    for index in range(count):
-        start = filters.since + index * width
+    for index, start in enumerate(starts):
         row = found.get(index)
         if row is None:
             points.append(Point(start, 0, 0, None, None))
@@ -337,7 +320,7 @@ def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series
             Point(start, int(row["hits"]), int(row["visitors"]),
                   _float(pct.get("p50")), _float(pct.get("p95")))
         )
-    return Series("hour" if width == HOUR else "day", points)
+    return Series(unit, points, filters.until)
 
 
 def status_classes(conn: sa.Connection, table: sa.Table, filters: Filters) -> list[tuple[str, int]]:

@@ -8,7 +8,7 @@ import math
 import random
 import typing as t
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 
 import pytest
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_statistics import queries
-from flask_statistics.filters import TEXT_FILTERS, Filters
+from flask_statistics.filters import TEXT_FILTERS, Filters, zone
 from flask_statistics.forms import MAX_DAYS
 from flask_statistics.queries import Kpis, PathStats, Point, Series
 
@@ -195,18 +195,77 @@ def ref_kpis(stored: Stored, f: Filters) -> Kpis:
     )
 
 
+def local(moment: datetime, f: Filters) -> datetime:
+    return moment.replace(tzinfo=timezone.utc).astimezone(zone(f.tz))
+
+
+def ref_unit(f: Filters) -> str:
+    # Hours within two local days, then the finest unit with at most 200 buckets.
+    first, last = local(f.since, f).date(), local(max(f.since, f.until - MICRO), f).date()
+    if (last - first).days < 2:
+        return "hour"
+    monday = (last - timedelta(days=last.weekday()) - (first - timedelta(days=first.weekday())))
+    counts = {
+        "day": (last - first).days + 1,
+        "week": monday.days // 7 + 1,
+        "month": (last.year - first.year) * 12 + last.month - first.month + 1,
+    }
+    return next((unit for unit, n in counts.items() if n <= 200), "year")
+
+
+def period(moment: datetime, f: Filters, unit: str) -> tuple[t.Any, ...]:
+    # The local period a UTC instant falls in, read off the local clock; a repeated
+    # hour is told apart by its fold.
+    when = local(moment, f)
+    day = when.date()
+    return {
+        "hour": (day, when.hour, when.fold),
+        "day": (day,),
+        "week": (day - timedelta(days=day.weekday()),),
+        "month": (day.year, day.month),
+        "year": (day.year,),
+    }[unit]
+
+
+def ref_starts(f: Filters, unit: str) -> list[datetime]:
+    # Walk the window an hour at a time and, where the period changes, a quarter of
+    # an hour at a time: every offset in use is a whole number of quarter hours, so
+    # each period begins on that grid counted from since (a local midnight).
+    quarter = timedelta(minutes=15)
+    starts = [f.since]
+    moment, current = f.since, period(f.since, f, unit)
+    while moment + HOUR < f.until:
+        if period(moment + HOUR, f, unit) == current:
+            moment += HOUR
+            continue
+        for _ in range(4):
+            moment += quarter
+            if period(moment, f, unit) != current:
+                starts.append(moment)
+                current = period(moment, f, unit)
+    moment += quarter
+    while moment < f.until:
+        if period(moment, f, unit) != current:
+            starts.append(moment)
+            current = period(moment, f, unit)
+        moment += quarter
+    return starts
+
+
 def ref_series(stored: Stored, f: Filters) -> Series:
-    width = HOUR if f.until - f.since <= 2 * DAY else DAY
-    count = max(1, round((f.until - f.since) / width))
-    buckets: list[Stored] = [[] for _ in range(count)]
+    unit = ref_unit(f)
+    starts = ref_starts(f, unit)
+    place = {period(start, f, unit): k for k, start in enumerate(starts)}
+    assert len(place) == len(starts)
+    buckets: list[Stored] = [[] for _ in starts]
     for row in (r for r in stored if matches(r, f)):
-        buckets[min((row["date"] - f.since) // width, count - 1)].append(row)
+        buckets[place[period(row["date"], f, unit)]].append(row)
     points = [
-        Point(f.since + k * width, len(b), visitors(b), nearest_rank(times(b), Fraction(1, 2)),
+        Point(start, len(b), visitors(b), nearest_rank(times(b), Fraction(1, 2)),
               nearest_rank(times(b), Fraction(95, 100)))
-        for k, b in enumerate(buckets)
+        for start, b in zip(starts, buckets)
     ]
-    return Series("hour" if width == HOUR else "day", points)
+    return Series(unit, points, f.until)  # type: ignore[arg-type]
 
 
 def ranked(counts: dict[t.Any, int], limit: int) -> list[tuple[t.Any, int]]:
@@ -321,7 +380,8 @@ def test_the_longest_window(seeded: Seeded) -> None:
     last = WEEK.end_day + 4 * DAY
     f = Filters.between(last - (MAX_DAYS - 1) * DAY, last)
     series = queries.timeseries(store.conn, store.table, f)
-    assert len(series.points) == MAX_DAYS
+    # Ten years by the month: 2014-03-08 to 2024-03-14 touches 121 calendar months.
+    assert (series.width, len(series.points)) == ("month", 121)
     assert series == ref_series(stored, f)
 
 
@@ -437,7 +497,7 @@ def test_an_empty_table(store: Store) -> None:
     assert queries.kpis(store.conn, store.table, WEEK) == nothing
     series = queries.timeseries(store.conn, store.table, WEEK)
     empty_days = [Point(WEEK.since + k * DAY, 0, 0, None, None) for k in range(7)]
-    assert series == Series("day", empty_days)
+    assert series == Series("day", empty_days, WEEK.until)
     assert queries.status_classes(store.conn, store.table, WEEK) == []
     assert queries.top(store.conn, store.table, WEEK, "path") == []
     assert queries.top_paths(store.conn, store.table, WEEK) == []
@@ -484,34 +544,126 @@ def test_hour_bucket_edges(store: Store) -> None:
 
 def test_width_switches_after_exactly_two_days() -> None:
     two_days = Filters.between(date(2024, 3, 4), date(2024, 3, 5))
-    assert queries.bucket_width(two_days) == HOUR
-    assert queries.bucket_width(dataclasses.replace(two_days, until=two_days.until + MICRO)) == DAY
-    assert queries.bucket_width(Filters.between(date(2024, 3, 4), date(2024, 3, 6))) == DAY
+    assert queries.bucket_width(two_days) == "hour"
+    assert queries.bucket_width(dataclasses.replace(two_days, until=two_days.until + MICRO)) == "day"
+    assert queries.bucket_width(Filters.between(date(2024, 3, 4), date(2024, 3, 6))) == "day"
 
 
 @pytest.mark.parametrize(
-    ("start", "since", "until"),
+    ("first", "last", "unit", "count"),
     [
-        # Spring forward on 31 March: the window is 7 days less an hour.
-        (date(2024, 3, 28), datetime(2024, 3, 27, 23), datetime(2024, 4, 3, 22)),
-        # Fall back on 27 October: 7 days and an hour, the last bucket takes 25 hours.
-        (date(2024, 10, 24), datetime(2024, 10, 23, 22), datetime(2024, 10, 30, 23)),
+        # Two local days are hours even when one of them has 25.
+        (date(2024, 10, 26), date(2024, 10, 27), "hour", 49),
+        (date(2024, 3, 30), date(2024, 3, 31), "hour", 47),
+        (date(2024, 1, 1), date(2024, 7, 18), "day", 200),
+        (date(2024, 1, 1), date(2024, 7, 19), "week", 29),
+        (date(2024, 1, 1), date(2024, 12, 31), "week", 53),
+        # 200 weeks from a Monday, then one day more.
+        (date(2024, 1, 1), date(2027, 10, 31), "week", 200),
+        (date(2024, 1, 1), date(2027, 11, 1), "month", 47),
+        (date(2014, 1, 1), date(2023, 12, 31), "month", 120),
+        (date(2000, 1, 1), date(2016, 8, 31), "month", 200),
+        (date(2000, 1, 1), date(2016, 9, 1), "year", 17),
     ],
 )
-def test_day_buckets_across_daylight_saving(
-    store: Store, start: date, since: datetime, until: datetime
-) -> None:
-    f = Filters.between(start, start + 6 * DAY, tz="Europe/Berlin")
-    assert (f.since, f.until) == (since, until)
-    rng = random.Random(6)
-    # One request at 12:00 UTC on each day, and one in the window's last minute.
-    rows = [make_row(rng, datetime.combine(start + k * DAY, datetime.min.time()) + 12 * HOUR)
-            for k in range(7)]
-    rows.append(make_row(rng, until - timedelta(minutes=1)))
-    store.insert(rows)
+def test_the_unit_keeps_charts_to_200_points(first: date, last: date, unit: str, count: int) -> None:
+    f = Filters.between(first, last, tz="Europe/Berlin")
+    assert queries.bucket_width(f) == unit == ref_unit(f)
+    assert len(queries.bucket_starts(f)) == count
+
+
+def boundary_rows(f: Filters, rng: random.Random, n: int = 300) -> Stored:
+    # Rows on every bucket edge and a microsecond either side of it, on the window's
+    # edges, and at random in and around the window.
+    edges = ref_starts(f, ref_unit(f)) + [f.until]
+    when = [edge + delta for edge in edges for delta in (-MICRO, 0 * MICRO, MICRO)]
+    span = (f.until - f.since) // MICRO
+    when += [f.since + rng.randrange(-span // 10, span + span // 10) * MICRO for _ in range(n)]
+    return [make_row(rng, moment) for moment in when]
+
+
+CALENDAR_CASES = {
+    # Spring forward on 31 March (a 23-hour day), fall back on 27 October (25 hours).
+    "Berlin, spring": Filters.between(date(2024, 3, 28), date(2024, 4, 3), tz="Europe/Berlin"),
+    "Berlin, autumn": Filters.between(date(2024, 10, 24), date(2024, 10, 30), tz="Europe/Berlin"),
+    "Berlin, 25 hours": Filters.between(date(2024, 10, 26), date(2024, 10, 27), tz="Europe/Berlin"),
+    "New York, 23 hours": Filters.between(date(2024, 3, 10), date(2024, 3, 10), tz="America/New_York"),
+    "New York, weeks": Filters.between(date(2023, 6, 1), date(2024, 5, 31), tz="America/New_York"),
+    "Kathmandu (+5:45), days": Filters.between(date(2024, 3, 1), date(2024, 3, 20), tz="Asia/Kathmandu"),
+    "Kathmandu (+5:45), hours": Filters.between(date(2024, 3, 4), date(2024, 3, 5), tz="Asia/Kathmandu"),
+    "Kolkata (+5:30), weeks": Filters.between(date(2024, 1, 1), date(2024, 12, 31), tz="Asia/Kolkata"),
+    "Eucla (+8:45), months": Filters.between(date(2015, 1, 1), date(2024, 12, 31), tz="Australia/Eucla"),
+    "Berlin, ten years": Filters.between(date(2015, 1, 1), date(2024, 12, 31), tz="Europe/Berlin"),
+    "Berlin, one year": Filters.between(date(2024, 1, 1), date(2024, 12, 31), tz="Europe/Berlin"),
+    # Clocks go from 23:59:59 to 01:00 on 8 September: that day begins at 01:00.
+    "Santiago, midnight skipped": Filters.between(date(2024, 9, 5), date(2024, 9, 11), tz="America/Santiago"),
+    "Santiago, hours": Filters.between(date(2024, 9, 7), date(2024, 9, 8), tz="America/Santiago"),
+    # 30 December 2011 never happened in Samoa.
+    "Apia, a day skipped": Filters.between(date(2011, 12, 28), date(2012, 1, 2), tz="Pacific/Apia"),
+}
+
+
+@pytest.mark.parametrize("name", list(CALENDAR_CASES))
+def test_buckets_follow_the_local_calendar(store: Store, name: str) -> None:
+    f = CALENDAR_CASES[name]
+    stored = store.insert(boundary_rows(f, random.Random(name)))
     series = queries.timeseries(store.conn, store.table, f)
-    assert [p.start for p in series.points] == [since + k * DAY for k in range(7)]
-    assert [p.hits for p in series.points] == [1, 1, 1, 1, 1, 1, 2]
+    assert series == ref_series(stored, f)
+    assert sum(p.hits for p in series.points) == sum(matches(r, f) for r in stored) > 0
+
+
+def test_days_across_daylight_saving_are_23_and_25_hours(store: Store) -> None:
+    spring, autumn = CALENDAR_CASES["Berlin, spring"], CALENDAR_CASES["Berlin, autumn"]
+    lengths = {}
+    for f in (spring, autumn):
+        starts = [p.start for p in queries.timeseries(store.conn, store.table, f).points]
+        lengths[f.start_day] = [(b - a) / HOUR for a, b in zip(starts, [*starts[1:], f.until])]
+        # Every day starts at midnight, Berlin time.
+        assert {local(s, f).time() for s in starts} == {datetime.min.time()}
+    assert lengths[spring.start_day] == [24, 24, 24, 23, 24, 24, 24]
+    assert lengths[autumn.start_day] == [24, 24, 24, 25, 24, 24, 24]
+
+
+def test_a_row_at_local_midnight_belongs_to_the_new_day(store: Store) -> None:
+    f = CALENDAR_CASES["Kathmandu (+5:45), days"]
+    midnight = datetime(2024, 3, 4, 18, 15)  # 5 March, 00:00 in Kathmandu
+    store.insert([make_row(random.Random(1), midnight - MICRO * 10**6),
+                  make_row(random.Random(2), midnight)])
+    points = queries.timeseries(store.conn, store.table, f).points
+    assert [p.start for p in points[3:5]] == [midnight - DAY, midnight]
+    assert [p.hits for p in points[3:5]] == [1, 1]
+
+
+def test_a_skipped_midnight_starts_the_day_when_the_clocks_jump(store: Store) -> None:
+    f = CALENDAR_CASES["Santiago, midnight skipped"]
+    points = queries.timeseries(store.conn, store.table, f).points
+    # Days begin at 04:00 UTC (-04) until 8 September, which begins at 04:00 UTC
+    # too (01:00 -03), and at 03:00 UTC after it.
+    assert [p.start.hour for p in points] == [4, 4, 4, 4, 3, 3, 3]
+    apia = CALENDAR_CASES["Apia, a day skipped"]
+    days = [local(p.start, apia).day for p in queries.timeseries(store.conn, store.table, apia).points]
+    assert days == [28, 29, 31, 1, 2]
+
+
+def test_sql_does_not_grow_with_the_range(store: Store) -> None:
+    statements: list[str] = []
+
+    def record(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(store.conn, "before_cursor_execute", record)
+    lengths = {}
+    try:
+        for years in (1, 10, 20):
+            statements.clear()
+            f = Filters.between(date(2025 - years, 1, 1), date(2024, 12, 31), tz="Europe/Berlin")
+            queries.timeseries(store.conn, store.table, f)
+            lengths[years] = sum(len(s) for s in statements if "bucket" in s)
+            assert statements and max(len(s) for s in statements) < 20_000, years
+    finally:
+        sa.event.remove(store.conn, "before_cursor_execute", record)
+    # Weeks, months and years: the same statements, only the parameters differ.
+    assert lengths[1] == lengths[10] == lengths[20], lengths
 
 
 def test_prefix_and_exact_match_literally(store: Store) -> None:
