@@ -154,3 +154,11 @@ def period_start(moment: datetime, tz: tzinfo, unit: Unit) -> datetime:
         return local.replace(minute=0, second=0, microsecond=0)
     day = _period_start(local.date(), unit)
     return datetime.combine(day, datetime.min.time(), tzinfo=tz)
+
+
+def period_days(day: date, unit: Unit) -> tuple[date, date]:
+    """The first and last local day of the period of ``unit`` holding ``day``."""
+    first = _period_start(day, unit)
+    if unit == "hour":
+        return first, first
+    return first, _next_period(first, unit) - timedelta(days=1)

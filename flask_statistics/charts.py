@@ -20,14 +20,15 @@ import os
 import sys
 import typing as t
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property, lru_cache
 from pathlib import Path
 from types import ModuleType
 
 from markupsafe import Markup
 
-from .formatting import clean, duration, local, milliseconds, number, shorten
+from . import buckets
+from .formatting import clean, duration, milliseconds, number, shorten
 
 if t.TYPE_CHECKING:
     from pygal.style import Style
@@ -270,31 +271,80 @@ def label(value: t.Any, empty: str = "(none)") -> str:
 # The dashboard's charts. Inputs are the dataclasses from queries.py.
 
 
-def _bucket_moments(points: t.Sequence[t.Any], tz: tzinfo) -> list[datetime]:
-    return [t.cast(datetime, local(point.start, tz)) for point in points]
+def _bucket_moments(points: t.Sequence[t.Any], tz: tzinfo, unit: buckets.Unit) -> list[datetime]:
+    # Each bucket named by its local period: a week cut short by the window is still
+    # the week of its Monday.
+    return [buckets.period_start(point.start, tz, unit) for point in points]
 
 
-def _bucket_labels(moments: t.Sequence[datetime], width: str) -> list[str]:
-    """Axis labels: an hour shows its date only where a new day starts."""
+def _day(moment: date) -> str:
+    return f"{moment:%a} {moment.day} {moment:%b}"  # "Mon 3 Mar"; %-d is not portable
+
+
+def _bucket_labels(moments: t.Sequence[datetime], unit: str, step: int = 1) -> list[str]:
+    """Axis labels ("14:00", "Mon 3 Mar", "Week of 3 Mar", "Mar 2026", "2026").
+
+    Only every ``step``-th label is shown; a shown label carries the date (hours) or
+    the year (days and weeks) when it differs from the previous shown one.
+    """
     labels = []
-    previous_day = None
-    for moment in moments:
-        if width == "hour":
-            current_day = moment.date()
+    shown: t.Any = None
+    for index, moment in enumerate(moments):
+        if unit == "month":
+            labels.append(f"{moment:%b %Y}")
+            continue
+        if unit == "year":
+            labels.append(str(moment.year))
+            continue
+        context = moment.date() if unit == "hour" else moment.year
+        visible = index % step == 0
+        add_context = visible and context != shown
+        if visible:
+            shown = context
+        if unit == "hour":
             text = moment.strftime("%H:%M")
-            if current_day != previous_day:
-                text = moment.strftime("%a %d %b %H:%M")
-            previous_day = current_day
-        else:
-            text = moment.strftime("%a %d %b")
-        labels.append(text)
+            labels.append(f"{_day(moment)} {text}" if add_context else text)
+            continue
+        text = _day(moment) if unit == "day" else f"Week of {moment.day} {moment:%b}"
+        labels.append(f"{text} {moment.year}" if add_context else text)
     return labels
 
 
-def _bucket_names(moments: t.Sequence[datetime], width: str) -> list[str]:
-    """Each bucket named in full (with its date), for tooltips and descriptions."""
-    pattern = "%a %d %b %H:%M" if width == "hour" else "%a %d %b"
-    return [moment.strftime(pattern) for moment in moments]
+def _bucket_names(moments: t.Sequence[datetime], unit: str) -> list[str]:
+    """Each bucket named in full, for tooltips and descriptions: "Mon 3 Mar 14:00",
+    "Mon 3 Mar 2025", "Week of 3 Mar 2025", "Mar 2025", "2025"."""
+    names = []
+    for moment in moments:
+        if unit == "hour":
+            names.append(f"{_day(moment)} {moment:%H:%M}")
+        elif unit == "day":
+            names.append(f"{_day(moment)} {moment.year}")
+        elif unit == "week":
+            names.append(f"Week of {moment.day} {moment:%b %Y}")
+        elif unit == "month":
+            names.append(f"{moment:%b %Y}")
+        else:
+            names.append(str(moment.year))
+    return names
+
+
+def _partial_names(series: t.Any, tz: tzinfo, names: list[str]) -> list[str]:
+    # A week, month or year cut short by the window says which days it holds, so a
+    # low first or last point is not read as a quiet period.
+    unit = series.width
+    points = list(series.points)
+    if unit in ("hour", "day") or series.end is None or not points:
+        return names
+    ends = [p.start for p in points[1:]] + [series.end]
+    result = []
+    for name, point, end in zip(names, points, ends):
+        first = buckets.to_local(point.start, tz).date()
+        last = buckets.to_local(max(point.start, end - timedelta(microseconds=1)), tz).date()
+        if (first, last) != buckets.period_days(first, unit):
+            span = _day(first) if first == last else f"{_day(first)} – {_day(last)}"
+            name = f"{name} ({span} only)"
+        result.append(name)
+    return result
 
 
 def _titled(
@@ -329,10 +379,12 @@ def _time_axis(count: int) -> dict[str, t.Any]:
 def _time_line(series: t.Any, tz: tzinfo, *, width: int, height: int) -> tuple[t.Any, list[t.Any], list[str]]:
     """A line chart over the series' buckets: the chart, its points and bucket names."""
     points = list(series.points)
-    chart = _new_chart(_pygal().Line, fill=False, width=width, height=height, **_time_axis(len(points)))
-    moments = _bucket_moments(points, tz)
-    chart.x_labels = _bucket_labels(moments, series.width)
-    return chart, points, _bucket_names(moments, series.width)
+    axis = _time_axis(len(points))
+    chart = _new_chart(_pygal().Line, fill=False, width=width, height=height, **axis)
+    moments = _bucket_moments(points, tz, series.width)
+    chart.x_labels = _bucket_labels(moments, series.width, axis["x_labels_major_every"])
+    names = _partial_names(series, tz, _bucket_names(moments, series.width))
+    return chart, points, names
 
 
 def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:

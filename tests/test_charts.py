@@ -7,11 +7,12 @@ import json
 import re
 import typing as t
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from flask_statistics import charts
+from flask_statistics import charts, queries
+from flask_statistics.filters import Filters
 from flask_statistics.queries import Point, Series
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -44,6 +45,21 @@ def series(width: str, start: datetime, hits: list[int]) -> Series:
         for i, h in enumerate(hits)
     ]
     return Series(width, points)  # type: ignore[arg-type]
+
+
+def calendar_series(f: Filters) -> Series:
+    """The series the dashboard would chart for ``f``, one hit per bucket."""
+    starts = queries.bucket_starts(f)
+    points = [Point(start, 1, 1, 0.02, 0.05) for start in starts]
+    return Series(queries.bucket_width(f), points, f.until)
+
+
+def x_labels(root: ET.Element, count: int) -> list[str]:
+    return [el.text or "" for el in root.iter(f"{SVG}desc") if el.get("class") == "x_label"][:count]
+
+
+def tooltips(root: ET.Element) -> list[str]:
+    return [el.text or "" for el in root.iter(f"{SVG}title") if el.get("class") == "fs-native-tip"]
 
 
 def all_charts() -> dict[str, str]:
@@ -101,7 +117,8 @@ def test_traffic_chart_plots_every_bucket_in_time_order() -> None:
           if (el.get("class") or "").startswith("x ") and _serie_of(root, el) == 0]
     assert xs == sorted(xs) and len(set(xs)) == len(hits)
     labels = [el.text for el in root.iter(f"{SVG}desc") if el.get("class") == "x_label"][: len(hits)]
-    assert labels == [(start + timedelta(days=i)).strftime("%a %d %b") for i in range(len(hits))]
+    assert labels == ["Wed 1 May 2024", "Thu 2 May", "Fri 3 May", "Sat 4 May", "Sun 5 May",
+                      "Mon 6 May", "Tue 7 May", "Wed 8 May", "Thu 9 May", "Fri 10 May"]
 
 
 def test_hour_buckets_are_labelled_in_the_dashboard_time_zone() -> None:
@@ -109,8 +126,62 @@ def test_hour_buckets_are_labelled_in_the_dashboard_time_zone() -> None:
     root = parse(charts.traffic_chart(hourly, ZoneInfo("Europe/Berlin"), "Europe/Berlin"))
     labels = [el.text for el in root.iter(f"{SVG}desc") if el.get("class") == "x_label"][:3]
     # 22:00 UTC is midnight in Berlin (CEST): a new day gets its date.
-    assert labels == ["Thu 02 May 00:00", "01:00", "02:00"]
+    assert labels == ["Thu 2 May 00:00", "01:00", "02:00"]
     assert "Europe/Berlin" in (root.find(f"{SVG}desc").text or "")
+
+
+def test_weeks_are_named_by_their_monday_and_cut_weeks_say_so() -> None:
+    # 3 January 2024 is a Wednesday; 28 December 2024 a Saturday.
+    f = Filters.between(date(2024, 1, 3), date(2024, 12, 28), tz="Europe/Berlin")
+    root = parse(charts.traffic_chart(calendar_series(f), f_tz(f), f.tz))
+    labels = x_labels(root, 52)
+    assert labels[:3] == ["Week of 1 Jan 2024", "Week of 8 Jan", "Week of 15 Jan"]
+    assert len(labels) == 52 and labels[-1] == "Week of 23 Dec"
+    hits = [tip for tip in tooltips(root) if "Hits" in tip]
+    assert hits[0] == "Week of 1 Jan 2024 (Wed 3 Jan – Sun 7 Jan only) · Hits: 1"
+    assert hits[1] == "Week of 8 Jan 2024 · Hits: 1"
+    assert hits[-1] == "Week of 23 Dec 2024 (Mon 23 Dec – Sat 28 Dec only) · Hits: 1"
+    assert "per week (Europe/Berlin)" in (root.find(f"{SVG}desc").text or "")
+
+
+def test_months_and_years_are_named_by_the_calendar() -> None:
+    # Ten years in Kathmandu (+5:45): each month starts at 18:15 UTC the day before.
+    f = Filters.between(date(2015, 1, 1), date(2024, 12, 31), tz="Asia/Kathmandu")
+    root = parse(charts.traffic_chart(calendar_series(f), f_tz(f), f.tz))
+    labels = x_labels(root, 120)
+    assert len(labels) == 120 and labels[:3] == ["Jan 2015", "Feb 2015", "Mar 2015"]
+    assert labels[-1] == "Dec 2024"
+    assert [tip for tip in tooltips(root) if "Hits" in tip][1] == "Feb 2015 · Hits: 1"
+    decades = Filters.between(date(1990, 6, 1), date(2024, 12, 31), tz="UTC")
+    root = parse(charts.traffic_chart(calendar_series(decades), f_tz(decades), "UTC"))
+    assert x_labels(root, 3) == ["1990", "1991", "1992"]
+    assert [tip for tip in tooltips(root) if "Hits" in tip][0] == "1990 (Fri 1 Jun – Mon 31 Dec only) · Hits: 1"
+
+
+def test_days_after_a_daylight_saving_change_are_named_by_their_date() -> None:
+    # Local midnights: 23:00 UTC before 31 March, 22:00 UTC after it.
+    f = Filters.between(date(2024, 3, 29), date(2024, 4, 2), tz="Europe/Berlin")
+    root = parse(charts.traffic_chart(calendar_series(f), f_tz(f), f.tz))
+    assert x_labels(root, 5) == ["Fri 29 Mar 2024", "Sat 30 Mar", "Sun 31 Mar", "Mon 1 Apr", "Tue 2 Apr"]
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [(date(2024, 5, 1), date(2024, 5, 2)), (date(2024, 1, 1), date(2024, 12, 31)),
+     (date(2015, 1, 1), date(2024, 12, 31)), (date(1990, 1, 1), date(2024, 12, 31))],
+    ids=["hour", "week", "month", "year"],
+)
+def test_every_unit_is_clean_under_a_strict_csp(first: date, last: date) -> None:
+    f = Filters.between(first, last, tz="Asia/Kolkata")
+    for chart in (charts.traffic_chart, charts.response_time_chart):
+        svg = chart(calendar_series(f), f_tz(f), f.tz)
+        for forbidden in ("<script", "<style", "style=", "kozea.github.io", "xlink:href"):
+            assert forbidden not in svg, forbidden
+        assert len(tooltips(parse(svg))) == 2 * len(queries.bucket_starts(f))
+
+
+def f_tz(f: Filters) -> t.Any:
+    return ZoneInfo(f.tz) if f.tz != "UTC" else UTC
 
 
 def test_response_time_chart_leaves_empty_buckets_as_gaps() -> None:
@@ -123,7 +194,7 @@ def test_response_time_chart_leaves_empty_buckets_as_gaps() -> None:
 def test_dense_hourly_series_shows_few_labels_but_every_point() -> None:
     hits = [i % 5 for i in range(48)]
     root = parse(charts.traffic_chart(series("hour", datetime(2024, 5, 1), hits), UTC, "UTC"))
-    axis_labels = [t_ for t_ in texts(root, "text") if re.match(r"^(\w{3} \d\d \w{3} )?\d\d:00$", t_)]
+    axis_labels = [t_ for t_ in texts(root, "text") if re.match(r"^(\w{3} \d\d? \w{3} )?\d\d:00$", t_)]
     assert 4 <= len(axis_labels) <= 12
     values = [el for el in root.iter(f"{SVG}desc") if el.get("class") == "value" and _serie_of(root, el) == 0]
     assert len(values) == 48
@@ -205,7 +276,7 @@ def test_every_time_chart_point_has_a_native_title(name: str) -> None:
         series_name = series_names[_serie_of(root, dot)]
         assert [tip.text for tip in tips] == [f"{_hour_of(dot)} · {series_name}: {value}"]
     first = next(t_ for t_ in texts(root, "title") if " · " in t_)
-    assert first == ("Thu 02 May 00:00 · Hits: 3" if name == "traffic" else "Thu 02 May 00:00 · p50: 60 ms")
+    assert first == ("Thu 2 May 00:00 · Hits: 3" if name == "traffic" else "Thu 2 May 00:00 · p50: 60 ms")
 
 
 @pytest.mark.parametrize("chart", [charts.traffic_chart, charts.response_time_chart])
@@ -276,7 +347,7 @@ def test_series_name_in_a_tooltip_is_readable(theme: charts.Theme, dark: bool) -
 def _hour_of(dot: ET.Element) -> str:
     """The full name of a dot's bucket in all_charts() (hours from 2 May 00:00 UTC)."""
     x_label = dot.find(f"{SVG}desc[@class='x_label']").text or ""
-    return x_label if " " in x_label else f"Thu 02 May {x_label}"
+    return x_label if " " in x_label else f"Thu 2 May {x_label}"
 
 
 def _serie_of(root: ET.Element, element: ET.Element) -> int | None:
