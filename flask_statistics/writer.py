@@ -249,7 +249,12 @@ class _Core:
                     marker.set()
 
     def _write_batch(self, records: list[Record]) -> None:
-        rows = [self._rows.row(r) for r in records]
+        try:
+            self._engine_or_give_up()
+        except _GiveUp:
+            self._count_dropped(len(records))
+            return
+        rows = self._rows.rows(records)
         # A stack of chunks: a chunk the database refuses is split in two until the
         # refused rows stand alone; the others are written.
         chunks = [rows]
@@ -283,7 +288,7 @@ class _Core:
                 return
             delay = min(delay * 2, _MAX_BACKOFF)
 
-    def _insert(self, rows: list[dict[str, t.Any]], *, check_table: bool) -> str | None:
+    def _insert(self, rows: list[t.Any], *, check_table: bool) -> str | None:
         """Insert ``rows`` in one transaction; None on success, else the kind of failure."""
         engine = self._engine_or_give_up()
         self._busy_since = time.monotonic()
@@ -296,7 +301,7 @@ class _Core:
             with conn:
                 try:
                     with conn.begin():
-                        conn.execute(self._rows.insert, rows)
+                        conn.exec_driver_sql(self._rows.statement, rows)
                     return None
                 except Exception as exc:
                     error = exc
@@ -340,6 +345,7 @@ class _Core:
             except Exception as exc:
                 self._note_error(exc)
                 raise _GiveUp from exc
+            self._rows.prepare(engine.dialect)
             self._unsafe = _shared_connection(engine)
             if self._unsafe is not None:
                 logger.warning(
@@ -399,7 +405,7 @@ class _Core:
             self._failing = True
             logger.error("statistics writer could not write: %s", self.last_error)
 
-    def _reject(self, row: dict[str, t.Any]) -> None:
+    def _reject(self, row: t.Any) -> None:
         error = self._last_row_error
         reason = faults.describe(error, self._table)
         self.last_error = f"row rejected: {reason}"
