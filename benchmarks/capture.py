@@ -118,6 +118,7 @@ def writer_throughput(url: str, label: str, records: list[Record], rounds: int) 
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config["STATISTICS_TABLE_NAME"] = f"bench_{uuid.uuid4().hex[:8]}"
     app.config["STATISTICS_QUEUE_SIZE"] = len(records) + 1
+    app.config["STATISTICS_QUEUE_BYTES"] = 2**40  # hold every record: this measures the writer
     db = SQLAlchemy(app)
     Statistics(app, db)
     state = app.extensions["statistics"]

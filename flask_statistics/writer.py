@@ -124,7 +124,8 @@ class _Core:
             return
         if self._thread is None:
             self._start()
-        elif len(self._queue) >= self._batch_size:
+        elif len(self._queue) >= self._batch_size and not self._wake.is_set():
+            # Setting an Event takes its lock and notifies: only when it would wake.
             self._wake.set()
 
     def write_now(self, record: Record) -> None:
