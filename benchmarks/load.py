@@ -32,12 +32,12 @@ import tempfile
 import textwrap
 import threading
 import time
-import typing as t
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from servers import free_port, wait_until_up
 
 POSTGRESQL = os.environ.get(
     "STATISTICS_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -95,33 +95,11 @@ class Result:
     cpu_per_request: float = 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tree_env(tree: str | None, directory: str) -> dict[str, str]:
     env = dict(os.environ)
     paths = [directory] + ([tree] if tree else []) + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
-
-
-def wait_until_up(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("gunicorn exited early; run it by hand to see why")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("gunicorn did not start within 30 s")
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}

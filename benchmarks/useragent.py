@@ -26,7 +26,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics as stats
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import threading
 import time
 import typing as t
 from pathlib import Path
+
+from servers import free_port, wait_until_up
 
 KB = 1024
 SIZES = {"512 B": 512, "8 KB": 8 * KB, "64 KB": 64 * KB}
@@ -105,28 +106,6 @@ APP = textwrap.dedent(
         return render_template_string("<p>Hello {{ name }}</p>", name="World")
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("gunicorn exited early")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("gunicorn did not start within 30 s")
 
 
 def measure_latency(port: int, seconds: float) -> list[float]:

@@ -7,6 +7,8 @@ import re
 import typing as t
 from datetime import timedelta
 
+from .privacy import ADDRESS_MODES, REFERRER_MODES
+
 DEFAULTS: dict[str, t.Any] = {
     "STATISTICS_DEFAULT_DATE_SPAN": timedelta(days=7),
     "STATISTICS_URL_PREFIX": "/statistics",
@@ -31,8 +33,6 @@ DEFAULTS: dict[str, t.Any] = {
 }
 
 WRITE_MODES = ("buffered", "sync")
-ADDRESS_MODES = (None, "truncate", "hash")
-REFERRER_MODES = ("full", "path", "origin")
 # One or more path segments of URL-safe characters: no empty segment ("//"), no
 # query, fragment, space or markup.
 _PREFIX = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+/?")

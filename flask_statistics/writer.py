@@ -76,10 +76,10 @@ class _Core:
         batch_size: int,
         flush_interval: float,
         queue_size: int,
-        queue_bytes: int,
+        queue_bytes: int = 16 * 1024 * 1024,
         shutdown_timeout: float,
-        sync_timeout: float,
-        maintenance: t.Sequence[Task],
+        sync_timeout: float = 2.0,
+        maintenance: t.Sequence[Task] = (),
     ) -> None:
         self._resolve_engine = resolve_engine
         self._rows = RowBuilder(table)
@@ -451,35 +451,17 @@ class Writer:
     """One app's write path. ``emit`` is what the request hooks call."""
 
     def __init__(
-        self,
-        resolve_engine: t.Callable[[], sa.Engine],
-        table: sa.Table,
-        *,
-        mode: str,
-        batch_size: int,
-        flush_interval: float,
-        queue_size: int,
-        queue_bytes: int = 16 * 1024 * 1024,
-        shutdown_timeout: float,
-        sync_timeout: float = 2.0,
-        maintenance: t.Sequence[Task] = (),
+        self, resolve_engine: t.Callable[[], sa.Engine], table: sa.Table, **settings: t.Any
     ) -> None:
-        core = _Core(
-            resolve_engine,
-            table,
-            mode=mode,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            queue_size=queue_size,
-            queue_bytes=queue_bytes,
-            shutdown_timeout=shutdown_timeout,
-            sync_timeout=sync_timeout,
-            maintenance=maintenance,
-        )
+        # settings: mode, batch_size, flush_interval, queue_size, queue_bytes,
+        # shutdown_timeout, sync_timeout, maintenance (see _Core).
+        core = _Core(resolve_engine, table, **settings)
         core._owner = weakref.ref(self, core.owner_gone)
         self._core = core
-        self.mode = mode
-        self.emit: t.Callable[[Record], None] = core.write_now if mode == "sync" else core.enqueue
+        self.mode = core.mode
+        self.emit: t.Callable[[Record], None] = (
+            core.write_now if core.mode == "sync" else core.enqueue
+        )
 
     @property
     def written(self) -> int:
