@@ -52,6 +52,7 @@ class Record:
         "content_type",  # the raw Content-Type header; the writer takes the mimetype
         "size",
         "exception",
+        "cost",  # bytes held while queued, set by the writer's queue
     )
 
     def __init__(
@@ -76,6 +77,7 @@ class Record:
         self.content_type: str | None = None
         self.size: int | None = None
         self.exception: str | None = None
+        self.cost = 0
 
     @property
     def response_time(self) -> float:

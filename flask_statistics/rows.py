@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typing as t
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -21,6 +22,7 @@ from .useragent import parse
 _UTC = timezone.utc
 
 
+@lru_cache(maxsize=256)  # an app sends a handful of Content-Types
 def mimetype(content_type: str | None) -> str | None:
     if not content_type:
         return None
