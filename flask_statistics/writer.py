@@ -375,6 +375,7 @@ class _Core:
         except _GiveUp:
             return
         for task in self._maintenance:
+            self._busy_since = time.monotonic()  # a hang here also stops sync waits
             try:
                 task(engine)
             except Exception as exc:
@@ -383,6 +384,8 @@ class _Core:
                     getattr(task, "__name__", type(task).__name__),
                     faults.describe(exc, self._table),
                 )
+            finally:
+                self._busy_since = None
 
     def _release_engine(self) -> None:
         engine, self._engine = self._engine, None
