@@ -19,6 +19,9 @@ from werkzeug.wsgi import ClosingIterator
 logger = logging.getLogger("flask_statistics")
 
 _G_KEY = "_flask_statistics"
+# The app context's real ``g``: going through the proxy for each access cost more
+# than the rest of a hook.
+_g = g._get_current_object
 _NO_BODY_STATUS = frozenset((204, 304))
 
 #: The most characters kept of each recorded string, whatever its column allows.
@@ -144,27 +147,23 @@ class Capture:
         user_agent = environ.get("HTTP_USER_AGENT")
         address = environ.get("REMOTE_ADDR")
         referrer = environ.get("HTTP_REFERER")
-        setattr(
-            g,
-            _G_KEY,
-            Record(
-                time.time(),
-                perf_counter(),
-                req.method[:MAX_METHOD],
-                path[:MAX_PATH],
-                user_agent[:MAX_USER_AGENT] if user_agent else user_agent,
-                address[:MAX_ADDRESS] if address else address,
-                referrer[:MAX_REFERRER] if referrer else referrer,
-            ),
+        _g().__dict__[_G_KEY] = Record(
+            time.time(),
+            perf_counter(),
+            req.method[:MAX_METHOD],
+            path[:MAX_PATH],
+            user_agent[:MAX_USER_AGENT] if user_agent else user_agent,
+            address[:MAX_ADDRESS] if address else address,
+            referrer[:MAX_REFERRER] if referrer else referrer,
         )
 
     def _on_exception(self, sender: Flask, exception: BaseException, **extra: t.Any) -> None:
-        record: Record | None = g.get(_G_KEY)
+        record: Record | None = _g().__dict__.get(_G_KEY)
         if record is not None:
             record.exception = repr(exception)[:MAX_EXCEPTION]
 
     def _after(self, response: Response) -> Response:
-        record: Record | None = g.pop(_G_KEY, None)
+        record: Record | None = _g().__dict__.pop(_G_KEY, None)
         if record is None:
             return response
         record.end = perf_counter()
@@ -173,8 +172,12 @@ class Capture:
         record.content_type = content_type[:MAX_CONTENT_TYPE] if content_type else None
         if self._disable_f is not None and not self._wanted():
             return response
+        body = response.response
         if record.method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
             record.size = 0
+        elif type(body) is list and len(body) == 1 and type(body[0]) is bytes:
+            # What set_data() leaves: the usual body of a view's return value.
+            record.size = len(body[0])
         elif _buffered_elsewhere(response):
             # Werkzeug responses Flask converted (HTTP errors, redirects) arrive as an
             # iterator over a finished body whose length is already known.
@@ -193,7 +196,7 @@ class Capture:
         return response
 
     def _teardown(self, exc: BaseException | None) -> None:
-        record: Record | None = g.pop(_G_KEY, None)
+        record: Record | None = _g().__dict__.pop(_G_KEY, None)
         if record is None:
             return
         # No response reached after_request: the exception propagated (testing or
