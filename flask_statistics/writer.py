@@ -117,6 +117,7 @@ class _Core:
         self.last_error_at: datetime | None = None
         self._failing = False
         self._drop_logged = False
+        self._abandoned = 0
         self._last_row_error: BaseException | None = None
 
     # -- request path --------------------------------------------------------------
@@ -219,6 +220,13 @@ class _Core:
             except Exception:  # never let the thread die
                 logger.exception("statistics writer failed")
             if stopping:
+                if self._abandoned:
+                    logger.error(
+                        "statistics writer stopped with %d row(s) not written (%s)",
+                        self._abandoned,
+                        self.last_error or "out of time",
+                    )
+                    self._abandoned = 0
                 if self._owner is not None and self._owner() is None:
                     self._release_engine()
                 return
@@ -427,11 +435,7 @@ class _Core:
         with self._lock:
             self.dropped += count
         if self._stopping.is_set():
-            logger.error(
-                "statistics writer stopped with %d row(s) not written (%s)",
-                count,
-                self.last_error or "out of time",
-            )
+            self._abandoned += count  # logged once, as a total, when the thread ends
         elif not self._drop_logged:  # once per outage, not once per request
             self._drop_logged = True
             logger.error(

@@ -497,13 +497,15 @@ def test_dropped_apps_are_collected_and_exit_is_quick(tmp_path):
             time.sleep(0.05)
             gc.collect()
         alive = sum(1 for r in refs if r() is not None)
-        print("alive", alive, "threads", threading.active_count())
+        print("alive", alive, "threads", threading.active_count(), "end", time.time())
         """
     )
     assert done.returncode == 0, done.stderr
-    alive, threads = (int(x) for x in done.stdout.split()[1::2])
+    words = done.stdout.split()
+    alive, threads = int(words[1]), int(words[3])
     assert alive <= 1 and threads <= 3, done.stdout
-    assert elapsed < 3 + 5, elapsed  # the loop itself takes a few seconds
+    exiting = time.time() - float(words[5])
+    assert exiting < 3, exiting  # from the script's last line to the process's end
 
 
 def test_exit_waits_one_shutdown_timeout_however_many_apps(tmp_path):
