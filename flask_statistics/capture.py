@@ -32,6 +32,7 @@ MAX_EXCEPTION = 4096
 MAX_ADDRESS = 128
 MAX_METHOD = 32
 MAX_CONTENT_TYPE = 256
+MAX_ROUTE = 512
 #: What a queued record costs beside its strings (object, slots, numbers), in bytes.
 RECORD_OVERHEAD = 400
 
@@ -50,6 +51,7 @@ class Record:
         "user_agent",
         "remote_address",
         "referrer",
+        "route",  # the matched URL rule, e.g. "/items/<int:id>"; None when none matched
         "end",  # perf_counter() when handling ended
         "status_code",
         "content_type",  # the raw Content-Type header; the writer takes the mimetype
@@ -67,6 +69,7 @@ class Record:
         user_agent: str | None,
         remote_address: str | None,
         referrer: str | None,
+        route: str | None = None,
     ) -> None:
         self.timestamp = timestamp
         self.start = start
@@ -75,6 +78,7 @@ class Record:
         self.user_agent = user_agent
         self.remote_address = remote_address
         self.referrer = referrer
+        self.route = route
         self.end: float = start
         self.status_code: int = 500
         self.content_type: str | None = None
@@ -88,7 +92,10 @@ class Record:
 
 
 def footprint(record: Record) -> int:
-    """About how many bytes ``record`` holds; the queue's byte bound counts these."""
+    """About how many bytes ``record`` holds; the queue's byte bound counts these.
+
+    The route is left out: it is the app's own rule string, shared, not a copy.
+    """
     return (
         RECORD_OVERHEAD
         + len(record.path)
@@ -147,6 +154,7 @@ class Capture:
         user_agent = environ.get("HTTP_USER_AGENT")
         address = environ.get("REMOTE_ADDR")
         referrer = environ.get("HTTP_REFERER")
+        rule = req.url_rule
         _g().__dict__[_G_KEY] = Record(
             time.time(),
             perf_counter(),
@@ -155,6 +163,7 @@ class Capture:
             user_agent[:MAX_USER_AGENT] if user_agent else user_agent,
             address[:MAX_ADDRESS] if address else address,
             referrer[:MAX_REFERRER] if referrer else referrer,
+            rule.rule[:MAX_ROUTE] if rule is not None else None,
         )
 
     def _on_exception(self, sender: Flask, exception: BaseException, **extra: t.Any) -> None:

@@ -25,8 +25,8 @@ REQUIRED_COLUMNS = (
     "platform",
     "mimetype",
 )
-#: Filled when the model has it.
-OPTIONAL_COLUMNS = ("is_bot",)
+#: Filled when the model has them (and the database table too, see :mod:`.schema`).
+OPTIONAL_COLUMNS = ("is_bot", "route")
 
 _defaults: weakref.WeakKeyDictionary[t.Any, dict[str, type]] = weakref.WeakKeyDictionary()
 
@@ -64,6 +64,7 @@ def default_model(db: t.Any, table_name: str) -> type:
         "platform": sa.Column(sa.String(128)),
         "mimetype": sa.Column(sa.String(128)),
         "is_bot": sa.Column(sa.Boolean),
+        "route": sa.Column(sa.String(512)),
     }
     class_name = "StatisticsRequest" if not per_db else f"StatisticsRequest_{table_name}"
     model = type(class_name, (db.Model,), namespace)

@@ -33,6 +33,7 @@ from .dialects import (
     unindexed,
 )
 from .filters import TEXT_FILTERS, Filters, zone
+from .schema import present_columns
 
 #: Columns :func:`top` can rank.
 TOP_COLUMNS = (
@@ -444,10 +445,16 @@ def _path_p95(
     return [found[i]["p95"] if i in found else None for i in range(len(shown))]
 
 
-def _columns(dialect: Dialect, table: sa.Table) -> list[ColumnElement[t.Any]]:
+def _columns(conn: sa.Connection, table: sa.Table) -> list[ColumnElement[t.Any]]:
+    # Only the optional columns the database table has: one created by an earlier
+    # default model lacks the newer ones.
+    present = present_columns(conn.engine, table)
     return [
-        as_double(dialect, column).label(column.name) if column.name == "response_time" else column
+        as_double(conn.dialect, column).label(column.name)
+        if column.name == "response_time"
+        else column
         for column in table.c
+        if present is None or column.name in present
     ]
 
 
@@ -467,7 +474,7 @@ def request_page(
     order = [] if filters.sort == "date" else [column.is_(None)]  # date is never NULL here
     order += [direction(column), direction(table.c["index"])]
     query = (
-        sa.select(*_columns(d, table))
+        sa.select(*_columns(conn, table))
         .where(*_where(d, table, filters))
         .order_by(*order)
         .limit(page_size + 1)
@@ -484,6 +491,7 @@ def request_page(
 
 
 def request_detail(conn: sa.Connection, table: sa.Table, index: int) -> RowMapping | None:
-    """Every column of the request ``index``, or None if there is no such row."""
-    query = sa.select(*_columns(conn.dialect, table)).where(table.c["index"] == index)
+    """Every column of the request ``index`` that the database table has, or None if
+    there is no such row."""
+    query = sa.select(*_columns(conn, table)).where(table.c["index"] == index)
     return conn.execute(query).mappings().first()

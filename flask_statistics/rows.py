@@ -34,33 +34,51 @@ class RowBuilder:
 
     def __init__(self, table: sa.Table) -> None:
         self.table = table
+        self._optional = [n for n in OPTIONAL_COLUMNS if n in table.c]
+        self._aware = bool(getattr(table.c["date"].type, "timezone", False))
+        self._dialect: Dialect | None = None
+        self._processors: list[tuple[int, t.Callable[[t.Any], t.Any]]] = []
+        self.statement = ""
+        self._named = False
+        self._use(self._optional)
+
+    def _use(self, optional: list[str]) -> None:
         names = [n for n in REQUIRED_COLUMNS if n != "index"]
-        names += [n for n in OPTIONAL_COLUMNS if n in table.c]
+        # Each column keeps its parameter name whichever optional columns are written.
+        numbers = list(range(len(names)))
+        numbers += [len(names) + self._optional.index(n) for n in optional]
+        names += optional
         self.names = names
-        self.columns = [table.c[name] for name in names]
+        self.columns = [self.table.c[name] for name in names]
+        self._keys = [f"p{n}" for n in numbers]
         self._limits = [
             (i, column.type.length)
             for i, column in enumerate(self.columns)
             if isinstance(column.type, sa.String) and column.type.length
         ]
-        self._aware = bool(getattr(table.c["date"].type, "timezone", False))
-        self._is_bot = "is_bot" in table.c
-        self._dialect: Dialect | None = None
-        self._processors: list[tuple[int, t.Callable[[t.Any], t.Any]]] = []
-        self.statement = ""
-        self._named = False
+        self._is_bot = "is_bot" in optional
+        self._route = "route" in optional
+        self._dialect = None
 
-    def prepare(self, dialect: Dialect) -> None:
-        """Compile the INSERT for ``dialect`` and look up its value conversions."""
+    def prepare(self, dialect: Dialect, present: t.Collection[str] | None = None) -> None:
+        """Compile the INSERT for ``dialect`` and look up its value conversions.
+
+        ``present`` names the columns the database table has (see
+        :func:`.schema.present_columns`); the model's optional columns outside it
+        are not written. None writes all of them.
+        """
+        optional = [n for n in self._optional if present is None or n in present]
+        if optional != self.names[len(REQUIRED_COLUMNS) - 1 :]:
+            self._use(optional)
         if self._dialect is dialect:
             return
         insert = self.table.insert().values(
-            {c.key: sa.bindparam(f"p{i}", type_=c.type) for i, c in enumerate(self.columns)}
+            {c.key: sa.bindparam(key, type_=c.type) for key, c in zip(self._keys, self.columns)}
         )
         compiled = insert.compile(dialect=dialect)
         self.statement = str(compiled)
-        order = [int(name[1:]) for name in compiled.positiontup or ()] if compiled.positional else None
-        if order is not None and order != list(range(len(self.columns))):
+        order = list(compiled.positiontup or ()) if compiled.positional else None
+        if order is not None and order != self._keys:
             raise RuntimeError(f"unexpected parameter order {order} for {self.table.name}")
         self._named = not compiled.positional
         self._processors = [
@@ -74,7 +92,7 @@ class RowBuilder:
         """Driver parameters for ``records``: tuples, or dicts for named paramstyles."""
         values = [self.values(record) for record in records]
         if self._named:
-            keys = [f"p{i}" for i in range(len(self.columns))]
+            keys = self._keys
             return [dict(zip(keys, row)) for row in values]
         return values
 
@@ -98,6 +116,8 @@ class RowBuilder:
         ]
         if self._is_bot:
             row.append(client.is_bot)
+        if self._route:
+            row.append(record.route)
         for i, limit in self._limits:
             value = row[i]
             if value is not None and len(value) > limit:

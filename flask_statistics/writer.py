@@ -30,6 +30,7 @@ from . import faults
 from .capture import Record, footprint
 from .models import bind_key
 from .rows import RowBuilder
+from .schema import present_columns
 
 __all__ = ["Writer", "WriterHealth", "engine_resolver", "stop_all"]
 
@@ -359,8 +360,8 @@ class _Core:
             except Exception as exc:
                 self._note_error(exc)
                 raise _GiveUp from exc
-            self._rows.prepare(engine.dialect)
             self._unsafe = _shared_connection(engine)
+            present = None
             if self._unsafe is not None:
                 logger.warning(
                     "flask-statistics does not write to %s: the app's db.session shares "
@@ -369,7 +370,17 @@ class _Core:
                     "file, e.g. sqlite:///statistics.db, to keep them.",
                     self._unsafe,
                 )
-            self._engine = engine
+            else:
+                self._busy_since = time.monotonic()  # a hang here also stops sync waits
+                try:
+                    present = present_columns(engine, self._table)
+                finally:
+                    self._busy_since = None
+            self._rows.prepare(engine.dialect, present)
+            # Until the table can be inspected, ask again each time (rows are written
+            # with all the model's columns meanwhile).
+            if present is not None or self._unsafe is not None:
+                self._engine = engine
         if self._unsafe is not None:
             self.last_error = f"not written: {self._unsafe} shares the app's connection"
             raise _GiveUp
