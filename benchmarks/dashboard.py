@@ -1,14 +1,22 @@
-"""How long each dashboard partial takes at a realistic row count.
+"""How long each dashboard page and partial takes at a realistic row count.
 
-    python benchmarks/dashboard.py [--rows 100000] [--runs 5] [--only sqlite|postgresql]
-                                   [--days 7]
+    python benchmarks/dashboard.py [--rows 1000000] [--days 7] [--runs 5]
+                                   [--only sqlite|postgresql|mariadb] [--raw]
+                                   [--range-days N]
 
-Seeds ``--rows`` synthetic requests spread over the last ``--days`` days (7, the
-default date range, unless told; ``--days 3650`` shows ten years) into a SQLite file and into PostgreSQL (STATISTICS_BENCH_POSTGRESQL, default
-postgresql+psycopg://postgres@127.0.0.1:5432/test; skipped if unreachable), using the
-default model and its indexes. Then it requests every dashboard endpoint through
-Flask's test client, as htmx would for a partial, and prints the median time of
-``--runs`` runs (rendering and chart generation included).
+Seeds ``--rows`` synthetic requests spread over the last ``--days`` days, inserted in
+arrival order as a live table holds them, into a SQLite file, PostgreSQL
+(STATISTICS_BENCH_POSTGRESQL, default postgresql+psycopg://postgres@127.0.0.1:5432/test)
+and MariaDB (STATISTICS_BENCH_MARIADB, default mysql+pymysql://root@127.0.0.1:3306/test),
+using the default model and its indexes; a database that is not reachable is skipped.
+The rollups are then built with the same code as ``flask statistics rebuild`` (timed),
+unless ``--raw`` asks for the dashboard as it reads raw rows only.
+
+Then it requests every dashboard endpoint, and a few filtered views, through Flask's
+test client as htmx would for a partial, and prints the median time of ``--runs``
+runs (rendering and charts included). ``--range-days`` sets the range shown (default:
+the dashboard's default, the last 7 days); ``--days 3650 --range-days 3650`` shows
+ten years.
 """
 
 from __future__ import annotations
@@ -30,12 +38,27 @@ from flask_sqlalchemy import SQLAlchemy
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from flask_statistics import Statistics  # noqa: E402
+from flask_statistics.filters import zone  # noqa: E402
+from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day  # noqa: E402
 
 import traffic  # noqa: E402
 
-POSTGRESQL = os.environ.get(
-    "STATISTICS_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+SERVERS = {
+    "postgresql": os.environ.get(
+        "STATISTICS_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get(
+        "STATISTICS_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"
+    ),
+}
+LABELS = {"sqlite": "SQLite file", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
+#: Filtered views, as query strings added to each partial's URL.
+FILTERED = {
+    "status=404": "status=404",
+    "method=POST": "method=POST",
+    "path /api prefix": "path=/api&path_match=prefix",
+    "browser": "browser=Firefox%20133.0",
+}
 
 
 def build(url: str) -> tuple[Flask, SQLAlchemy]:
@@ -47,22 +70,17 @@ def build(url: str) -> tuple[Flask, SQLAlchemy]:
     return app, db
 
 
-def endpoints(app: Flask, first_index: int, days: int) -> list[tuple[str, str]]:
-    """(name, url) of every dashboard page and partial over the last ``days`` days
-    (the default filters for 7)."""
+def endpoints(app: Flask, first_index: int, query: str) -> list[tuple[str, str]]:
+    """(name, url) of every dashboard page and partial, with ``query``."""
     urls = []
-    query = ""
-    if days != 7:
-        today = dt.datetime.now(dt.timezone.utc).date()
-        query = f"?start={today - dt.timedelta(days=days - 1)}&end={today}"
     prefix = app.config["STATISTICS_URL_PREFIX"]
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if not rule.endpoint.startswith("statistics.") or rule.endpoint.endswith("static"):
             continue
         if rule.arguments == {"index"}:
             urls.append((rule.endpoint, f"{prefix}/requests/{first_index}"))
-        elif not rule.arguments:
-            urls.append((rule.endpoint, rule.rule + query))
+        elif not rule.arguments and "export" not in rule.rule:
+            urls.append((rule.endpoint, rule.rule + (f"?{query}" if query else "")))
     return urls
 
 
@@ -78,37 +96,81 @@ def time_url(client, url: str, partial: bool, runs: int) -> tuple[float, int]:
     return stats.median(times) * 1000, status
 
 
-def run(url: str, label: str, rows: int, runs: int, days: int = 7) -> dict[str, float] | None:
+def seed(app: Flask, db: SQLAlchemy, rows: int, days: int, raw: bool) -> int:
+    state = app.extensions["statistics"]
+    with app.app_context():
+        engine = db.engine
+    state.table.create(engine)
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        traffic.insert(conn, state.table, traffic.generate(days=days, per_day=max(1, rows // days), seed=11))
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(state.table)).scalar()
+        first = conn.execute(sa.select(sa.func.min(state.table.c.index))).scalar()
+    print(f"  seeded {count:,} rows in {time.perf_counter() - start:.1f} s")
+    if not raw:
+        store = state.rollups
+        store.create(engine)
+        tz_name = app.config["STATISTICS_TIMEZONE"]
+        tz = zone(tz_name)
+        store.ensure_state(engine, tz_name, lambda moment: moment)
+        start = time.perf_counter()
+        for day in days_with_rows(engine, state.table, tz, None, None):
+            rebuild_day(engine, store, day, tz)
+        with engine.begin() as conn:
+            store.set_state(conn, backfill_before=None)
+            rollup_rows = conn.execute(sa.select(sa.func.count()).select_from(store.rollup)).scalar()
+        print(f"  built {rollup_rows:,} rollup rows in {time.perf_counter() - start:.1f} s")
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("ANALYZE"))
+            conn.commit()
+    return int(first)
+
+
+def run(name: str, url: str, rows: int, runs: int, days: int, range_days: int | None, raw: bool) -> None:
     app, db = build(url)
     state = app.extensions["statistics"]
+    label = LABELS[name]
     try:
         with app.app_context():
-            state.table.create(db.engine)
+            db.engine.connect().close()
     except sa.exc.OperationalError as exc:
         print(f"{label}: skipped, not reachable ({str(exc).splitlines()[0]})")
-        return None
+        return
+    print(f"{label}:")
     try:
-        start = time.perf_counter()
-        with app.app_context(), db.engine.begin() as conn:
-            traffic.insert(conn, state.table, traffic.generate(days=days, per_day=max(1, rows // days), seed=11))
-        with app.app_context(), db.engine.connect() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(state.table)).scalar()
-            first = conn.execute(sa.select(sa.func.min(state.table.c.index))).scalar()
-            if db.engine.dialect.name == "postgresql":
-                conn.execute(sa.text(f"ANALYZE {state.table.name}"))
-        print(f"{label}: seeded {count:,} rows in {time.perf_counter() - start:.1f} s")
+        first = seed(app, db, rows, days, raw)
+        query = ""
+        if range_days is not None:
+            today = dt.datetime.now(dt.timezone.utc).date()
+            query = f"start={today - dt.timedelta(days=range_days - 1)}&end={today}"
         client = app.test_client()
-        results = {}
-        for name, path in endpoints(app, first, days):
-            partial = name not in ("statistics.index", "statistics.detail")
-            time_url(client, path, partial, 1)  # warm up
-            ms, status = time_url(client, path, partial, runs)
-            results[name] = ms
-            print(f"  {name:<28} {path:<40} {ms:9.1f} ms  (HTTP {status})")
-        return results
+        results: list[tuple[str, float, int]] = []
+        views = [("", query)] + [
+            (f" [{label_}]", "&".join(p for p in (query, extra) if p)) for label_, extra in FILTERED.items()
+        ]
+        for suffix, view_query in views:
+            for endpoint, path in endpoints(app, first, view_query):
+                if suffix and endpoint in ("statistics.index", "statistics.detail", "statistics.requests"):
+                    continue
+                partial = endpoint not in ("statistics.index", "statistics.detail")
+                time_url(client, path, partial, 1)  # warm up
+                ms, status = time_url(client, path, partial, runs)
+                results.append((endpoint.removeprefix("statistics.") + suffix, ms, status))
+        width = max(len(n) for n, _, _ in results)
+        print(f"  {'endpoint':<{width}}  {'median':>10}")
+        for endpoint, ms, status in results:
+            flag = "" if status == 200 else f"  (HTTP {status})"
+            print(f"  {endpoint:<{width}}  {ms:8.1f} ms{flag}")
+        partials = [ms for n, ms, _ in results if n not in ("index", "detail")]
+        print(f"  slowest partial {max(partials):.1f} ms; full page "
+              f"{next(ms for n, ms, _ in results if n == 'index'):.1f} ms")
     finally:
         state.writer.stop()
         with app.app_context():
+            state.rollups.rollup.drop(db.engine, checkfirst=True)
+            state.rollups.state.drop(db.engine, checkfirst=True)
             state.table.drop(db.engine)
             db.engine.dispose()
 
@@ -117,17 +179,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", choices=("sqlite", "postgresql"), help="benchmark one database")
-    parser.add_argument("--days", type=int, default=7, help="the date range shown, in days")
+    parser.add_argument("--only", choices=tuple(LABELS), help="benchmark one database")
+    parser.add_argument("--days", type=int, default=7, help="the days the rows are spread over")
+    parser.add_argument("--range-days", type=int, default=None, help="the date range shown, in days")
+    parser.add_argument("--raw", action="store_true", help="no rollups: every figure from raw rows")
     args = parser.parse_args()
-    print(f"Median of {args.runs} runs per endpoint, {args.rows:,} rows over {args.days} days\n")
-    if args.only in (None, "sqlite"):
-        with tempfile.TemporaryDirectory() as directory:
-            run(f"sqlite:///{directory}/dashboard.db", "SQLite file", args.rows, args.runs, args.days)
-    if args.only is None:
+    print(f"Median of {args.runs} runs per endpoint, {args.rows:,} rows over {args.days} days"
+          f"{' (raw rows only)' if args.raw else ''}\n")
+    for name in LABELS:
+        if args.only not in (None, name):
+            continue
+        if name == "sqlite":
+            with tempfile.TemporaryDirectory() as directory:
+                run(name, f"sqlite:///{directory}/dashboard.db", args.rows, args.runs, args.days, args.range_days, args.raw)
+        else:
+            run(name, SERVERS[name], args.rows, args.runs, args.days, args.range_days, args.raw)
         print()
-    if args.only in (None, "postgresql"):
-        run(POSTGRESQL, "PostgreSQL", args.rows, args.runs, args.days)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,8 @@ def generate(
             hour = when.hour + when.minute / 60
             if rng.random() < 0.35 + 0.65 * math.sin(math.pi * max(0.0, hour - 5) / 19) ** 2:
                 break
-        method, path, median, mimetype = _weighted(rng, ENDPOINTS)
-        path = path.replace("{n}", str(rng.randint(1, 120)))
+        method, route, median, mimetype = _weighted(rng, ENDPOINTS)
+        path = route.replace("{n}", str(rng.randint(1, 120)))
         user_agent = _weighted(rng, USER_AGENTS)
         status = 200
         exception = None
@@ -88,6 +88,9 @@ def generate(
             status = 401
         elif roll < 0.03:
             status = 404
+            if roll < 0.01:  # a scanner probing for files that are not there
+                path = rng.choice(["/.env", "/wp-login.php", "/admin/config.php", "/.git/config"])
+                route = None
         elif roll < 0.036:
             status = 500
             exception = rng.choice(
@@ -115,6 +118,7 @@ def generate(
             "platform": client.platform,
             "mimetype": mimetype,
             "is_bot": client.is_bot,
+            "route": None if route is None else route.replace("{n}", "<int:id>"),
         }
 
 

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import exc as sa_exc
 
+from .filters import local_midnight_utc, zone
 from .formatting import filesize, number
 from .models import bind_key
 from .privacy import KeyRing, address_forms, keys_table, truncate_address
@@ -93,6 +94,62 @@ def prune(older_than: timedelta, dry_run: bool, batch_size: int) -> None:
                 engine, state.table, cutoff, batch_size=batch_size, on_batch=bar.update
             )
     click.echo(f"Deleted {_rows(deleted)} recorded {since}.")
+
+
+@statistics_cli.command("rebuild")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Rebuild from this day on (YYYY-MM-DD, in STATISTICS_TIMEZONE); "
+    "default: every day that has rows.",
+)
+def rebuild(since: datetime | None) -> None:
+    """Recompute the dashboard's rollups from the recorded rows.
+
+    Run it after rows reached the table some other way: an import, a restore, a
+    migration from flask-statistics 1.x. Creates the rollup tables if they are
+    missing. Days whose rows were pruned keep their rollups. Safe while the app runs:
+    each day is rebuilt in one transaction, under the lock the writers take.
+    """
+    from .rollups.rebuild import days_with_rows, first_day_after, rebuild_day
+
+    state, engine = _state_and_engine()
+    store = state.rollups
+    if store is None:
+        raise click.ClickException("this app keeps no rollups")
+    zone_name = state.backfill.zone_name if state.backfill is not None else "UTC"
+    tz = zone(zone_name)
+    with _database_errors("create the rollup tables"):
+        store.create(engine)
+        store.ensure_state(engine, zone_name, first_day_after(tz))
+    state.writer.flush(FLUSH_TIMEOUT)
+    start = None if since is None else local_midnight_utc(since.date(), tz)
+    with _database_errors(f"read table {state.table.name!r}"):
+        days = days_with_rows(engine, state.table, tz, start, None)
+    read = 0
+    with _database_errors("rebuild the rollups"):
+        with click.progressbar(days, label="Rebuilding", file=sys.stderr) as bar:
+            for day in bar:
+                read += rebuild_day(engine, store, day, tz)
+        with engine.begin() as conn:
+            store.lock(conn)
+            current = store.read_state(conn)
+            changes: dict[str, t.Any] = {}
+            if current is not None:
+                if start is None or (current.backfill_from is not None and start <= current.backfill_from):
+                    changes["backfill_before"] = None
+                if current.stale_since is not None and (start is None or start <= current.stale_since):
+                    changes["stale_since"] = None
+                if start is None and current.zone != zone_name:
+                    changes["zone"] = zone_name
+            if changes:
+                store.set_state(conn, **changes)
+    first = f" from {since.date().isoformat()}" if since is not None else ""
+    click.echo(
+        f"Rebuilt the rollups of {number(len(days))} day{'s' if len(days) != 1 else ''}"
+        f"{first} from {_rows(read)}."
+    )
 
 
 @statistics_cli.command("forget")

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, t.Any] = {
     "STATISTICS_ANONYMIZE_IP": None,
     "STATISTICS_REFERRER": "path",
     "STATISTICS_RETENTION": None,
+    "STATISTICS_ROLLUP_RETENTION": None,
     "STATISTICS_EXCLUDE": (),
     "STATISTICS_TABLE_NAME": "statistics_request",
     "STATISTICS_PAGE_SIZE": 50,
@@ -94,14 +95,18 @@ def _check(config: t.Mapping[str, t.Any]) -> None:
         raise ConfigError(
             f"STATISTICS_REFERRER must be 'full', 'path' or 'origin', got {referrer!r}"
         )
-    retention = config["STATISTICS_RETENTION"]
-    if retention is not None and (
-        not isinstance(retention, timedelta) or retention <= timedelta(0)
+    for key, kept in (
+        ("STATISTICS_RETENTION", "keep every row"),
+        ("STATISTICS_ROLLUP_RETENTION", "keep the rollups' whole history"),
     ):
-        raise ConfigError(
-            "STATISTICS_RETENTION must be None (keep every row) or a positive "
-            f"datetime.timedelta such as timedelta(days=90), got {retention!r}"
-        )
+        retention = config[key]
+        if retention is not None and (
+            not isinstance(retention, timedelta) or retention <= timedelta(0)
+        ):
+            raise ConfigError(
+                f"{key} must be None ({kept}) or a positive datetime.timedelta such as "
+                f"timedelta(days=90), got {retention!r}"
+            )
     exclude_rules(config["STATISTICS_EXCLUDE"])
 
 

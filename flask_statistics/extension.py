@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import typing as t
+import dataclasses
 import weakref
 from dataclasses import dataclass
 
@@ -15,7 +16,12 @@ from . import cli, privacy, shutdown
 from .capture import Capture
 from .config import apply_defaults, exclude_rules
 from .models import bind_key, check_columns, default_model
+from .filters import zone
 from .retention import Retention
+from .rollups.rebuild import Backfill
+from .rollups.retention import RollupRetention
+from .rollups.store import Store
+from .rollups.writing import Rollups
 from .writer import Writer, WriterHealth, engine_resolver
 
 logger = logging.getLogger("flask_statistics")
@@ -38,6 +44,9 @@ class StatisticsState:
     guard: Guard | None
     #: The day keys of ``STATISTICS_ANONYMIZE_IP = "hash"``; None in other modes.
     keyring: privacy.KeyRing | None = None
+    #: The rollup tables of ``table``.
+    rollups: Store | None = None
+    backfill: Backfill | None = None
 
 
 class Statistics:
@@ -116,6 +125,14 @@ class Statistics:
             maintenance.append(_every(KEY_SYNC_INTERVAL, keyring.sync))
         if config["STATISTICS_RETENTION"] is not None:
             maintenance.append(Retention(table, config["STATISTICS_RETENTION"]))
+        store = Store(table)
+        zone_name = _rollup_zone(config["STATISTICS_TIMEZONE"])
+        backfill = Backfill(store, zone_name)
+        maintenance.append(backfill)
+        if config["STATISTICS_ROLLUP_RETENTION"] is not None:
+            maintenance.append(
+                _every(ROLLUP_PRUNE_INTERVAL, RollupRetention(store, config["STATISTICS_ROLLUP_RETENTION"]))
+            )
         writer = Writer(
             engine_resolver(app, db, table),
             table,
@@ -127,6 +144,7 @@ class Statistics:
             shutdown_timeout=float(config["STATISTICS_SHUTDOWN_TIMEOUT"]),
             sync_timeout=float(config["STATISTICS_SYNC_TIMEOUT"]),
             maintenance=maintenance,
+            rollups=Rollups(store, zone_name),
         )
         prefixes, patterns = exclude_rules(config["STATISTICS_EXCLUDE"])
         Capture(
@@ -148,6 +166,8 @@ class Statistics:
             writer=writer,
             guard=guard,
             keyring=keyring,
+            rollups=store,
+            backfill=backfill,
         )
         self._apps.add(app)
         from .views import register_dashboard  # views import this module
@@ -177,8 +197,17 @@ class Statistics:
         return self._state(app).writer.flush(timeout)
 
     def health(self, app: Flask | None = None) -> WriterHealth:
-        """Rows written, queued and dropped, and the writer's last error."""
-        return self._state(app).writer.health()
+        """Rows written, queued and dropped, the writer's last error, and how far
+        the backfill of the rollups has got."""
+        state = self._state(app)
+        health = state.writer.health()
+        if state.backfill is not None and state.backfill.remaining is not None:
+            health = dataclasses.replace(
+                health,
+                backfill_before=state.backfill.remaining,
+                backfill_from=state.backfill.oldest,
+            )
+        return health
 
     def _state(self, app: Flask | None) -> StatisticsState:
         if app is None:
@@ -198,6 +227,18 @@ class Statistics:
 #: made a day ahead, so every worker holds it before midnight.
 KEY_SYNC_INTERVAL = 300.0
 RETRY_FAILED_TASK = 30.0
+#: Seconds between two deletions of rollups older than STATISTICS_ROLLUP_RETENTION.
+ROLLUP_PRUNE_INTERVAL = 3600.0
+
+
+def _rollup_zone(name: t.Any) -> str:
+    # A bad name is reported by the dashboard, with its fix; the rollups' days then
+    # follow UTC until it is corrected.
+    try:
+        zone(name)
+    except Exception:
+        return "UTC"
+    return t.cast(str, name)
 
 
 def _every(seconds: float, task: t.Callable[[sa.Engine], None]) -> t.Callable[[sa.Engine], None]:

@@ -10,7 +10,7 @@ from datetime import tzinfo
 import sqlalchemy as sa
 from flask import url_for
 
-from . import charts, queries
+from . import charts, figures, queries
 from .filters import METHODS, Filters
 from .formatting import (
     Change,
@@ -24,12 +24,18 @@ from .formatting import (
     shorten,
     timestamp,
 )
+from .rollups.read import OTHER
+from .rollups.store import Store
 from .security import EXTERNAL_REL, external_url
 
 #: Longest value a drill-down link may carry; the form rejects longer ones.
 MAX_FILTER_TEXT = 2048
 TOP_LIMIT = 10
 TOP_PATHS_LIMIT = 20
+
+
+class _OtherLabel(str):
+    """The folded long tail of a top list: shown, never a filter."""
 
 
 class Links:
@@ -120,13 +126,27 @@ class View:
     zone_name: str
     page_size: int
     links: Links
+    store: Store | None = None
     _cache: dict[str, t.Any] = field(default_factory=dict)
 
     def series(self) -> queries.Series:
         # The traffic and response-time charts share one query on the full page.
         if "series" not in self._cache:
-            self._cache["series"] = queries.timeseries(self.conn, self.table, self.filters)
+            self._cache["series"] = figures.timeseries(self.conn, self.store, self.table, self.filters)
         return t.cast(queries.Series, self._cache["series"])
+
+    @property
+    def approximate(self) -> bool:
+        """Whether percentiles and visitors come from rollup sketches."""
+        if "source" not in self._cache:
+            self._cache["source"] = figures.source(self.conn, self.store, self.filters)
+        return bool(self._cache["source"] == "rollups")
+
+    @property
+    def visitors_hint(self) -> str:
+        if "is_bot" in self.table.c:
+            return "distinct client addresses, bots left out"
+        return "distinct client addresses"
 
 
 # ---------------------------------------------------------------------------------
@@ -143,25 +163,27 @@ class Card:
 
 
 def build_kpis(view: View) -> dict[str, t.Any]:
-    current = queries.kpis(view.conn, view.table, view.filters)
+    current = figures.kpis(view.conn, view.store, view.table, view.filters)
     earlier = view.filters.previous()
-    before = queries.kpis(view.conn, view.table, earlier)
+    before = figures.kpis(view.conn, view.store, view.table, earlier)
+    about = "≈ " if view.approximate else ""
+    within = " (within 1 %)" if view.approximate else ""
 
     def rate_change(now: float | None, then: float | None) -> Change:
         return change(now, then, higher_is="bad", points=True)
 
     cards = [
         Card("hits", "Hits", number(current.hits), change(current.hits, before.hits)),
-        Card("visitors", "Unique visitors", number(current.visitors),
-             change(current.visitors, before.visitors), "distinct client addresses"),
+        Card("visitors", "Unique visitors", about + number(current.visitors),
+             change(current.visitors, before.visitors), view.visitors_hint),
         Card("avg", "Average time", duration(current.avg),
              change(current.avg, before.avg, higher_is="bad")),
-        Card("p50", "p50 time", duration(current.p50),
-             change(current.p50, before.p50, higher_is="bad"), "median response time"),
-        Card("p95", "p95 time", duration(current.p95),
-             change(current.p95, before.p95, higher_is="bad")),
-        Card("p99", "p99 time", duration(current.p99),
-             change(current.p99, before.p99, higher_is="bad")),
+        Card("p50", "p50 time", about + duration(current.p50),
+             change(current.p50, before.p50, higher_is="bad"), "median response time" + within),
+        Card("p95", "p95 time", about + duration(current.p95),
+             change(current.p95, before.p95, higher_is="bad"), within.strip()),
+        Card("p99", "p99 time", about + duration(current.p99),
+             change(current.p99, before.p99, higher_is="bad"), within.strip()),
         Card("rate_4xx", "4xx rate", percent(current.rate_4xx),
              rate_change(current.rate_4xx, before.rate_4xx), "client errors"),
         Card("rate_5xx", "5xx rate", percent(current.rate_5xx),
@@ -205,7 +227,7 @@ class Ranked:
 
 
 def build_status(view: View) -> dict[str, t.Any]:
-    classes = queries.status_classes(view.conn, view.table, view.filters)
+    classes = figures.status_classes(view.conn, view.store, view.table, view.filters)
     total = sum(hits for _, hits in classes)
     items = [
         Ranked(name, name, hits, view.links.drill(status=name)) for name, hits in classes
@@ -234,11 +256,15 @@ _TOPS = (
 def build_top(view: View) -> dict[str, t.Any]:
     blocks = []
     for column, title in _TOPS:
-        values = queries.top(view.conn, view.table, view.filters, column, TOP_LIMIT)
+        values = figures.top(view.conn, view.store, view.table, view.filters, column, TOP_LIMIT)
+        other = _OtherLabel(f"(other {column}s)")
+        values = [(other if v is OTHER else v, hits) for v, hits in values]
         drillable = column != "referrer"
 
         def link(value: t.Any, column: str = column, drillable: bool = drillable) -> str | None:
-            return view.links.drill(**{column: value}) if drillable and value is not None else None
+            if not drillable or value is None or isinstance(value, _OtherLabel):
+                return None
+            return view.links.drill(**{column: value})
 
         empty = "(no referrer)" if column == "referrer" else "(unknown)"
         items = [
@@ -261,7 +287,8 @@ def build_top(view: View) -> dict[str, t.Any]:
 
 
 def build_paths(view: View) -> dict[str, t.Any]:
-    return {"path_rows": queries.top_paths(view.conn, view.table, view.filters, TOP_PATHS_LIMIT)}
+    rows = figures.top_paths(view.conn, view.store, view.table, view.filters, TOP_PATHS_LIMIT)
+    return {"path_rows": rows, "approximate": view.approximate}
 
 
 def build_requests(view: View) -> dict[str, t.Any]:

@@ -213,6 +213,16 @@ def _percentiles(
     return {None if group is None else row["grp"]: row for row in result}
 
 
+def visitor(dialect: Dialect, table: sa.Table) -> ColumnElement[t.Any]:
+    """The client address that counts as a visitor: NULL for rows marked as bots,
+    where the table has ``is_bot``."""
+    address = exact_text(dialect, table.c.remote_address)
+    if "is_bot" not in table.c:
+        return address
+    is_bot = table.c.is_bot
+    return sa.case((sa.or_(is_bot.is_(None), is_bot.is_(False)), address), else_=sa.null())
+
+
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[t.Any]:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
@@ -236,7 +246,7 @@ def kpis(conn: sa.Connection, table: sa.Table, filters: Filters) -> Kpis:
     inline = _aggregates(d, rt, wanted)
     query = sa.select(
         sa.func.count().label("hits"),
-        sa.func.count(sa.distinct(exact_text(d, c.remote_address))).label("visitors"),
+        sa.func.count(sa.distinct(visitor(d, table))).label("visitors"),
         sa.func.avg(rt).label("avg"),
         *inline,
         _count_if(sa.and_(c.status_code >= 400, c.status_code < 500)).label("n4xx"),
@@ -287,7 +297,7 @@ def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series
         sa.select(
             bucket.label("bucket"),
             rt.label("rt"),
-            exact_text(d, c.remote_address).label("visitor"),
+            visitor(d, table).label("visitor"),
         )
         .where(*where)
         .subquery("base")
@@ -379,7 +389,7 @@ def top_paths(
         sa.select(
             path.label("path"),
             rt.label("rt"),
-            exact_text(d, c.remote_address).label("visitor"),
+            visitor(d, table).label("visitor"),
             c.status_code.label("status"),
             c.date.label("date"),
         )

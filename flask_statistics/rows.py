@@ -40,6 +40,7 @@ class RowBuilder:
         self._processors: list[tuple[int, t.Callable[[t.Any], t.Any]]] = []
         self.statement = ""
         self._named = False
+        self._seconds = False
         self._use(self._optional)
 
     def _use(self, optional: list[str]) -> None:
@@ -81,6 +82,9 @@ class RowBuilder:
         if order is not None and order != self._keys:
             raise RuntimeError(f"unexpected parameter order {order} for {self.table.name}")
         self._named = not compiled.positional
+        # MariaDB keeps whole seconds in a DATETIME without a fraction, cutting the rest.
+        fsp = getattr(self.table.c["date"].type, "fsp", None)
+        self._seconds = dialect.name in ("mysql", "mariadb") and not fsp
         self._processors = [
             (i, processor)
             for i, c in enumerate(self.columns)
@@ -88,15 +92,17 @@ class RowBuilder:
         ]
         self._dialect = dialect
 
-    def rows(self, records: t.Iterable[Record]) -> list[t.Any]:
-        """Driver parameters for ``records``: tuples, or dicts for named paramstyles."""
-        values = [self.values(record) for record in records]
+    def rows(self, records: t.Iterable[Record], facts: list[t.Any] | None = None) -> list[t.Any]:
+        """Driver parameters for ``records``: tuples, or dicts for named paramstyles.
+        Given ``facts``, appends each record's rollup fact to it (see
+        :data:`.rollups.aggregate.Fact`), with the values as they are stored."""
+        values = [self.values(record, facts) for record in records]
         if self._named:
             keys = self._keys
             return [dict(zip(keys, row)) for row in values]
         return values
 
-    def values(self, record: Record) -> tuple[t.Any, ...]:
+    def values(self, record: Record, facts: list[t.Any] | None = None) -> tuple[t.Any, ...]:
         client = parse(record.user_agent)
         date = datetime.fromtimestamp(record.timestamp, _UTC)
         row: list[t.Any] = [
@@ -127,6 +133,15 @@ class RowBuilder:
             # PostgreSQL rejects NUL in text; a request can carry one in its path.
             if value and "\x00" in value:
                 row[i] = value.replace("\x00", "\ufffd")
+        if facts is not None:
+            when = date.replace(tzinfo=None)
+            if self._seconds:
+                when = when.replace(microsecond=0)
+            facts.append((
+                when, row[2], row[4], row[5], record.route if self._route else None,
+                row[0], row[3], row[7], client.is_bot if self._is_bot else None,
+                row[10], row[11], row[9],
+            ))
         for i, process in self._processors:
             value = row[i]
             if value is not None:

@@ -217,6 +217,7 @@ def _view(conn: t.Any, filters: t.Any, links: panels.Links) -> panels.View:
         zone_name=_zone_name(),
         page_size=config["STATISTICS_PAGE_SIZE"],
         links=links,
+        store=getattr(_state(), "rollups", None),
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from . import faults
 from .capture import Record, footprint
 from .models import bind_key
+from .rollups.writing import RollupFailed, Rollups
 from .rows import RowBuilder
 from .schema import present_columns
 
@@ -60,6 +61,11 @@ class WriterHealth:
     last_error: str | None
     last_error_at: datetime | None
     rejected: int = 0
+    #: While rows recorded before the rollups existed are being counted into them:
+    #: the rows dated before this instant (naive UTC) still wait. None when done.
+    backfill_before: datetime | None = None
+    #: The oldest row's date when the backfill began, for progress.
+    backfill_from: datetime | None = None
 
 
 class _GiveUp(Exception):
@@ -83,8 +89,10 @@ class _Core:
         shutdown_timeout: float,
         sync_timeout: float = 2.0,
         maintenance: t.Sequence[Task] = (),
+        rollups: Rollups | None = None,
     ) -> None:
         self._resolve_engine = resolve_engine
+        self._rollups = rollups
         self._rows = RowBuilder(table)
         self._table = table
         self.mode = mode
@@ -249,13 +257,14 @@ class _Core:
                     break
                 records.append(item)
             self._busy = len(records)
-            freed = sum(r.cost for r in records)
-            with self._lock:
-                self._held_bytes -= freed
             try:
                 if records:
                     self._write_batch(records)
             finally:
+                # A batch held for a retry still counts against the byte bound.
+                freed = sum(r.cost for r in records)
+                with self._lock:
+                    self._held_bytes -= freed
                 self._busy = 0
                 for marker in markers:
                     marker.set()
@@ -267,20 +276,21 @@ class _Core:
             self._count_dropped(len(records))
             return
         rows: list[t.Any] = []
+        facts: list[t.Any] | None = [] if self._rollups is not None else None
         for start in range(0, len(records), _ROWS_PER_SLICE):
-            rows += self._rows.rows(records[start : start + _ROWS_PER_SLICE])
+            rows += self._rows.rows(records[start : start + _ROWS_PER_SLICE], facts)
             time.sleep(0)  # let request threads take the GIL between slices
         # A stack of chunks: a chunk the database refuses is split in two until the
         # refused rows stand alone; the others are written.
-        chunks = [rows]
+        chunks: list[tuple[list[t.Any], list[t.Any] | None]] = [(rows, facts)]
         delay = _FIRST_BACKOFF
         table_ok = False
         while chunks:
-            chunk = chunks[-1]
+            chunk, chunk_facts = chunks[-1]
             try:
-                kind = self._insert(chunk, check_table=not table_ok)
+                kind = self._insert(chunk, chunk_facts, check_table=not table_ok)
             except _GiveUp:
-                self._count_dropped(sum(len(c) for c in chunks))
+                self._count_dropped(sum(len(c) for c, _ in chunks))
                 return
             if kind is None:
                 chunks.pop()
@@ -296,16 +306,26 @@ class _Core:
                     self._reject(chunk[0])
                 else:
                     middle = len(chunk) // 2
-                    chunks += [chunk[middle:], chunk[:middle]]
+                    halves = [(chunk[middle:], None), (chunk[:middle], None)]
+                    if chunk_facts is not None:
+                        halves = [(chunk[middle:], chunk_facts[middle:]), (chunk[:middle], chunk_facts[:middle])]
+                    chunks += halves
                 continue
             if not self._wait_to_retry(kind, delay):
-                self._count_dropped(sum(len(c) for c in chunks))
+                self._count_dropped(sum(len(c) for c, _ in chunks))
                 return
             delay = min(delay * 2, _MAX_BACKOFF)
 
-    def _insert(self, rows: list[t.Any], *, check_table: bool) -> str | None:
-        """Insert ``rows`` in one transaction; None on success, else the kind of failure."""
+    def _insert(
+        self, rows: list[t.Any], facts: list[t.Any] | None, *, check_table: bool
+    ) -> str | None:
+        """Insert ``rows`` in one transaction, adding ``facts`` to the rollups there;
+        None on success, else the kind of failure."""
         engine = self._engine_or_give_up()
+        rollups = self._rollups if facts is not None else None
+        if rollups is not None and not rollups.ready(engine):
+            rollups = None
+        entries = rollups.entries(facts) if rollups is not None and facts else None
         self._busy_since = time.monotonic()
         try:
             try:
@@ -315,14 +335,30 @@ class _Core:
                 return faults.CONNECTION
             with conn:
                 try:
-                    with conn.begin():
-                        conn.exec_driver_sql(self._rows.statement, rows)
+                    locked = self._write(conn, rows, rollups, entries)
+                    if rollups is not None and not locked:
+                        # No state row yet: it is made now, and the rows just written
+                        # are counted by the backfill it asks for.
+                        rollups.create_state(engine)
                     return None
+                except RollupFailed as failed:
+                    cause = failed.__cause__ or failed
+                    if faults.is_connection_failure(cause):
+                        self._note_error(cause)
+                        return faults.CONNECTION
+                    assert rollups is not None and facts is not None
+                    try:
+                        self._write(conn, rows, None, None)
+                    except Exception as exc:
+                        error: BaseException = exc
+                    else:
+                        rollups.failed(engine, facts, failed)
+                        return None
                 except Exception as exc:
                     error = exc
-                    if faults.is_connection_failure(exc):
-                        self._note_error(exc)
-                        return faults.CONNECTION
+                if faults.is_connection_failure(error):
+                    self._note_error(error)
+                    return faults.CONNECTION
                 if not check_table:
                     self._last_row_error = error
                     return faults.ROW
@@ -336,6 +372,19 @@ class _Core:
                 return faults.ROW
         finally:
             self._busy_since = None
+
+    def _write(
+        self, conn: sa.Connection, rows: list[t.Any], rollups: Rollups | None, entries: t.Any
+    ) -> bool:
+        """One transaction: the writers' lock, the rows, their rollups. Returns whether
+        the lock (and so the rollups) was taken."""
+        with conn.begin():
+            locked = rollups is not None and rollups.lock(conn)
+            conn.exec_driver_sql(self._rows.statement, rows)
+            if locked and entries:
+                assert rollups is not None
+                rollups.apply(conn, entries)
+        return locked
 
     def _wait_to_retry(self, kind: str, delay: float) -> bool:
         """Sleep before the next try; False when the rows are to be given up instead."""
@@ -413,14 +462,16 @@ class _Core:
 
     def _drop_queue(self) -> None:
         left = 0
+        freed = 0
         while self._queue:
             item = self._queue.popleft()
             if isinstance(item, threading.Event):
                 item.set()
             else:
                 left += 1
+                freed += item.cost
         with self._lock:
-            self._held_bytes = 0
+            self._held_bytes -= freed
         if left:
             self._count_dropped(left)
 

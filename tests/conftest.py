@@ -158,11 +158,14 @@ class AppFactory:
         if create:
             with app.app_context():
                 state.table.create(db.engine, checkfirst=True)
+                state.rollups.create(db.engine)
 
         def cleanup() -> None:
             state.writer.stop(timeout=2)
             with app.app_context():
                 state.table.drop(db.engine, checkfirst=True)
+                state.rollups.rollup.drop(db.engine, checkfirst=True)
+                state.rollups.state.drop(db.engine, checkfirst=True)
                 for engine in db.engines.values():
                     engine.dispose()
 

@@ -1,0 +1,16 @@
+"""Pre-aggregated figures for the dashboard.
+
+Every batch the writer inserts also adds its requests to rollup rows, in the same
+transaction: one row per 15-minute UTC bucket (every time zone's hours and days start
+on one) and per local day of the dashboard's time zone, at three grains:
+
+- ``CLASS``: status class and bot flag (the unfiltered dashboard);
+- ``STATUS``: method, status code and bot flag (status and method filters);
+- ``PATH``: route, path, method, status code and bot flag (path and route filters, the
+  top paths). Paths beyond a bucket's cap are folded into one "other" row per route.
+
+Counts and sums are exact; response times are kept in log-spaced histograms (1 %
+relative error) and visitors in a HyperLogLog sketch that stays exact while small.
+Writers hold one lock row while they write, so a rebuild of a period from the raw rows
+never interleaves with a batch (see :mod:`.store`).
+"""

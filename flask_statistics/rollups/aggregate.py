@@ -1,0 +1,197 @@
+"""Adding requests up into rollup entries, in memory.
+
+A request is reduced to a :data:`Fact` by the writer (or read back from the table by a
+rebuild). Facts are first summed per 15-minute bucket at the finest grain, then those
+sums are merged into the coarser grains and into local days: each request is touched
+once, whatever the number of rollup rows it counts in.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from datetime import datetime, timedelta, tzinfo
+
+from ..buckets import to_local
+from ..filters import METHODS, local_midnight_utc
+from ..sketches import Histogram, Visitors
+from .tables import (
+    BROWSER, CLASS, DAY, METHOD_LENGTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER,
+    ROUTE_LENGTH, STATUS,
+)
+
+#: date (naive UTC), method, status code, path, route, response time (s), size,
+#: visitor (the stored client address), is_bot, browser, platform, referrer.
+Fact = tuple[
+    datetime, t.Optional[str], t.Optional[int], t.Optional[str], t.Optional[str],
+    t.Optional[float], t.Optional[int], t.Optional[str], t.Optional[bool],
+    t.Optional[str], t.Optional[str], t.Optional[str],
+]
+#: Where a top-list grain's value is in a fact.
+_TOP_VALUES = ((BROWSER, 9), (PLATFORM, 10), (REFERRER, 11))
+#: tier, bucket, grain, route, path, other, method, status, is_bot.
+Key = tuple[int, datetime, int, t.Optional[str], t.Optional[str], bool, t.Optional[str], t.Optional[int], t.Optional[bool]]
+
+#: Methods outside this set count as one method, "OTHER", so a client inventing
+#: methods cannot multiply rollup rows.
+KNOWN_METHODS = frozenset((*METHODS, "CONNECT", "TRACE"))
+OTHER_METHOD = "OTHER"
+QUARTER_SECONDS = 900
+
+
+class Entry:
+    """The sums of one rollup row."""
+
+    __slots__ = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.bytes = 0
+        self.timed = 0
+        self.time_sum = 0.0
+        self.last_seen: datetime | None = None
+        self.times = Histogram()
+        self.visitors = Visitors()
+
+    def add(self, fact: Fact, visitor_hash: int | None) -> None:
+        self.hits += 1
+        size = fact[6]
+        if size:
+            self.bytes += size
+        rt = fact[5]
+        if rt is not None:
+            self.timed += 1
+            self.time_sum += rt
+            self.times.add(rt)
+        date = fact[0]
+        if self.last_seen is None or date > self.last_seen:
+            self.last_seen = date
+        if visitor_hash is not None:
+            self.visitors.add_hash(visitor_hash)
+
+    def merge(self, other: Entry) -> None:
+        self.hits += other.hits
+        self.bytes += other.bytes
+        self.timed += other.timed
+        self.time_sum += other.time_sum
+        if other.last_seen is not None and (self.last_seen is None or other.last_seen > self.last_seen):
+            self.last_seen = other.last_seen
+        self.times.merge(other.times)
+        self.visitors.merge(other.visitors)
+
+
+def quarter_start(moment: datetime) -> datetime:
+    """The start of the 15-minute UTC bucket holding ``moment`` (naive UTC)."""
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
+def status_class(status: int | None) -> int:
+    return status // 100 if status is not None and 100 <= status <= 599 else 0
+
+
+def method_key(method: str | None) -> str | None:
+    if method is None:
+        return None
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+class DayOf:
+    """The local day (as its first naive UTC instant) of each quarter, cached: local
+    days start on a quarter hour in every zone in use today."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self._days: dict[datetime, datetime] = {}
+
+    def __call__(self, quarter: datetime) -> datetime:
+        day = self._days.get(quarter)
+        if day is None:
+            if len(self._days) > 4096:
+                self._days.clear()
+            day = local_midnight_utc(to_local(quarter, self.tz).date(), self.tz)
+            self._days[quarter] = day
+        return day
+
+
+def _cut(value: str | None, length: int) -> str | None:
+    return value if value is None or len(value) <= length else value[:length]
+
+
+class Totals:
+    """Facts summed per quarter, route, path, method, status and bot flag; add facts in
+    as many calls as needed, then take :meth:`rollup`."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[t.Any, ...], Entry] = {}
+        #: (quarter, grain, value, is_bot) -> hits, for the top-list grains.
+        self.tops: dict[tuple[t.Any, ...], int] = {}
+        self._hashes: dict[str, int] = {}
+
+    def add(self, facts: t.Iterable[Fact]) -> None:
+        entries = self.entries
+        tops = self.tops
+        hashes = self._hashes
+        if len(hashes) > 100_000:
+            hashes.clear()
+        for fact in facts:
+            date = fact[0]
+            quarter = date.replace(minute=date.minute - date.minute % 15, second=0, microsecond=0)
+            key = (quarter, fact[4], fact[3], fact[1], fact[2], fact[8])
+            entry = entries.get(key)
+            if entry is None:
+                entry = entries[key] = Entry()
+            visitor = fact[7]
+            code = None
+            if visitor is not None and not fact[8]:
+                code = hashes.get(visitor)
+                if code is None:
+                    code = hashes[visitor] = Visitors.hash(visitor)
+            entry.add(fact, code)
+            for grain, place in _TOP_VALUES:
+                top = (quarter, grain, fact[place], fact[8])
+                tops[top] = tops.get(top, 0) + 1
+
+    def rollup(self, day_of: DayOf) -> dict[Key, Entry]:
+        """Every rollup row the facts add to, keyed by tier, bucket, grain and
+        dimensions."""
+        out: dict[Key, Entry] = {}
+
+        def into(key: Key, entry: Entry) -> None:
+            target = out.get(key)
+            if target is None:
+                target = out[key] = Entry()
+            target.merge(entry)
+
+        for (quarter, route, path, method, status, is_bot), entry in self.entries.items():
+            day = day_of(quarter)
+            method = method_key(_cut(method, METHOD_LENGTH))
+            route = _cut(route, ROUTE_LENGTH)
+            path = _cut(path, PATH_LENGTH)
+            cls = status_class(status)
+            for tier, bucket in ((QUARTER, quarter), (DAY, day)):
+                into((tier, bucket, PATH, route, path, False, method, status, is_bot), entry)
+                into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry)
+                into((tier, bucket, CLASS, None, None, False, None, cls, is_bot), entry)
+        for (quarter, grain, value, is_bot), hits in self.tops.items():
+            day = day_of(quarter)
+            value = _cut(value, PATH_LENGTH)
+            for tier, bucket in ((QUARTER, quarter), (DAY, day)):
+                key: Key = (tier, bucket, grain, None, value, False, None, None, is_bot)
+                target = out.get(key)
+                if target is None:
+                    target = out[key] = Entry()
+                target.hits += hits
+        return out
+
+
+def rollup(facts: t.Iterable[Fact], day_of: DayOf) -> dict[Key, Entry]:
+    """The rollup entries of ``facts``."""
+    totals = Totals()
+    totals.add(facts)
+    return totals.rollup(day_of)
+
+
+def quarter_aligned(moment: datetime) -> bool:
+    return moment == quarter_start(moment)
+
+
+ONE_QUARTER = timedelta(seconds=QUARTER_SECONDS)

@@ -1,0 +1,329 @@
+"""The dashboard's figures from rollup rows.
+
+:func:`plan` decides whether a view can be answered from rollups and which rows to
+read; the other functions mirror those of :mod:`..queries` and return the same
+types. Counts and sums are added up by the database; histograms and visitor sketches
+are merged here, only for the rows a figure needs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import typing as t
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from .. import queries
+from ..dialects import exact_text, int_div, text_equals, text_startswith
+from ..filters import Filters
+from ..sketches import Histogram, Visitors
+from .aggregate import method_key, quarter_aligned
+from .store import State, Store, _naive
+from .tables import CLASS, DAY, PATH, QUARTER, STATUS, TOP_GRAINS
+
+#: Filters only the raw rows can answer.
+RAW_ONLY = ("browser", "platform", "remote_address", "user_agent")
+
+
+class _Other:
+    """The folded long tail of a top list (paths, browsers...)."""
+
+    def __repr__(self) -> str:
+        return "OTHER"
+
+
+OTHER: t.Any = _Other()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which rollup rows answer a view: ``grain``, and ``tier`` buckets in
+    ``[since, until)``, narrowed by ``conditions``."""
+
+    store: Store
+    grain: int
+    tier: int
+    filters: Filters
+    dialect: t.Any
+    conditions: tuple[ColumnElement[bool], ...]
+
+    @property
+    def since(self) -> datetime:
+        return self.filters.since
+
+    @property
+    def until(self) -> datetime:
+        return self.filters.until
+
+    def where(self) -> list[ColumnElement[bool]]:
+        r = self.store.rollup.c
+        return [
+            r.grain == self.grain,
+            r.tier == self.tier,
+            r.bucket >= self.since,
+            r.bucket < self.until,
+            *self.conditions,
+        ]
+
+    def at_least(self, grain: int) -> Plan:
+        """The same view from a grain that also keeps the dimensions of ``grain``."""
+        if self.grain >= grain:
+            return self
+        return plan_for(self.store, self.filters, grain, self.tier, self.dialect)
+
+
+def plan(
+    conn: sa.Connection, store: Store, filters: Filters, hourly: bool
+) -> Plan | None:
+    """How to answer ``filters`` from rollups, or None when only raw rows can."""
+    if any(getattr(filters, name) is not None for name in RAW_ONLY):
+        return None
+    if not (quarter_aligned(filters.since) and quarter_aligned(filters.until)):
+        return None
+    if not store.present(conn.engine):
+        return None
+    state = store.read_state(conn)
+    if not usable(state, filters):
+        return None
+    assert state is not None
+    tier = QUARTER if hourly or state.zone != filters.tz else DAY
+    if filters.path is not None:
+        grain = PATH
+    elif filters.status is not None or filters.method is not None:
+        grain = STATUS
+    else:
+        grain = CLASS
+    found = plan_for(store, filters, grain, tier, conn.dialect)
+    if filters.path is not None and _folded(conn, found):
+        return None  # a folded path could match: only the raw rows know
+    return found
+
+
+def usable(state: State | None, filters: Filters) -> bool:
+    if state is None:
+        return False
+    if state.backfill_before is not None and state.backfill_before > filters.since:
+        return False
+    if state.stale_since is not None and state.stale_since < filters.until:
+        return False
+    return True
+
+
+def plan_for(store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any) -> Plan:
+    r = store.rollup.c
+    conditions: list[ColumnElement[bool]] = []
+    if grain == PATH and filters.path is not None:
+        match = text_startswith if filters.path_match == "prefix" else text_equals
+        conditions.append(match(dialect, r.path, filters.path))
+        conditions.append(r.other.is_(False))
+    if filters.status is not None:
+        conditions.append(r.status == filters.status)
+    if filters.status_class is not None:
+        if grain == CLASS:
+            conditions.append(r.status == filters.status_class)
+        else:
+            low = filters.status_class * 100
+            conditions += [r.status >= low, r.status < low + 100]
+    if filters.method is not None:
+        conditions.append(r.method == method_key(filters.method))
+    return Plan(store, grain, tier, filters, dialect, tuple(conditions))
+
+
+def _folded(conn: sa.Connection, found: Plan) -> bool:
+    """Whether the window has folded path rows (any route: a path filter cannot tell
+    which route a folded path had)."""
+    r = found.store.rollup.c
+    query = (
+        sa.select(r.id)
+        .where(
+            r.grain == PATH, r.tier == found.tier, r.bucket >= found.since,
+            r.bucket < found.until, r.other.is_(True),
+        )
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+# ---------------------------------------------------------------------------------
+# Figures
+
+
+def _classes(found: Plan) -> ColumnElement[t.Any]:
+    r = found.store.rollup.c
+    if found.grain == CLASS:
+        return r.status
+    return sa.case(
+        (sa.and_(r.status >= 100, r.status < 600), int_div(found.dialect, r.status, 100)), else_=0
+    )
+
+
+def kpis(conn: sa.Connection, found: Plan) -> queries.Kpis:
+    r = found.store.rollup.c
+    rows = conn.execute(
+        sa.select(r.hits, r.bytes, r.timed, r.time_sum, r.status, r.times, r.visitors)
+        .where(*found.where())
+    ).all()
+    hits = bytes_ = timed = n4xx = n5xx = 0
+    time_sum = 0.0
+    for row in rows:
+        hits += row.hits
+        bytes_ += row.bytes
+        timed += row.timed
+        time_sum += row.time_sum
+        status = row.status
+        cls = status if found.grain == CLASS else (status // 100 if status and 100 <= status < 600 else 0)
+        if cls == 4:
+            n4xx += row.hits
+        elif cls == 5:
+            n5xx += row.hits
+    times = Histogram.merged(row.times for row in rows)
+    visitors = Visitors.merged(row.visitors for row in rows)
+    return queries.Kpis(
+        hits=hits,
+        visitors=visitors.count(),
+        avg=time_sum / timed if timed else None,
+        p50=times.quantile(0.5),
+        p95=times.quantile(0.95),
+        p99=times.quantile(0.99),
+        rate_4xx=n4xx / hits if hits else None,
+        rate_5xx=n5xx / hits if hits else None,
+        bytes_sent=bytes_,
+    )
+
+
+def timeseries(conn: sa.Connection, found: Plan, unit: t.Any, starts: list[datetime]) -> queries.Series:
+    r = found.store.rollup.c
+    rows = conn.execute(
+        sa.select(r.bucket, r.hits, r.times, r.visitors).where(*found.where())
+    ).all()
+    per: list[list[t.Any]] = [[] for _ in starts]
+    for row in rows:
+        place = bisect.bisect_right(starts, _naive(row.bucket)) - 1
+        if place >= 0:
+            per[place].append(row)
+    points = []
+    for start, group in zip(starts, per):
+        if not group:
+            points.append(queries.Point(start, 0, 0, None, None))
+            continue
+        times = Histogram.merged(row.times for row in group)
+        visitors = Visitors.merged(row.visitors for row in group)
+        points.append(
+            queries.Point(
+                start, sum(row.hits for row in group), visitors.count(),
+                times.quantile(0.5), times.quantile(0.95),
+            )
+        )
+    return queries.Series(unit, points, found.until)
+
+
+def status_classes(conn: sa.Connection, found: Plan) -> list[tuple[str, int]]:
+    r = found.store.rollup.c
+    cls = _classes(found).label("cls")
+    query = sa.select(cls, sa.func.sum(r.hits)).where(*found.where()).group_by(cls).order_by(cls)
+    out = []
+    for value, hits in conn.execute(query):
+        value = int(value)
+        if 1 <= value <= 5 and hits:
+            out.append((f"{value}xx", int(hits)))
+    return out
+
+
+def ranks(found: Plan, column: str) -> bool:
+    """Whether rollups hold the top list of ``column`` for ``found``'s filters: the
+    browser, platform and referrer lists are kept unfiltered only."""
+    if column in TOP_GRAINS:
+        return found.grain == CLASS and not found.conditions
+    return column in ("method", "path")
+
+
+def top(conn: sa.Connection, found: Plan, column: str, limit: int) -> list[tuple[t.Any, int]]:
+    """The busiest values of ``column`` (see :func:`ranks`); folded rows count as one
+    value, :data:`OTHER`."""
+    if column == "method":
+        found = found.at_least(STATUS)
+        r = found.store.rollup.c
+        value: ColumnElement[t.Any] = r.method
+        keys: list[ColumnElement[t.Any]] = [value]
+    elif column == "path":
+        found = found.at_least(PATH)
+        r = found.store.rollup.c
+        value = exact_text(conn.dialect, r.path)
+        keys = [r.other, value]
+    elif column in TOP_GRAINS:
+        found = dataclasses.replace(found, grain=TOP_GRAINS[column], conditions=())
+        r = found.store.rollup.c
+        value = exact_text(conn.dialect, r.path)
+        keys = [r.other, value]
+    else:
+        raise ValueError(f"rollups rank methods, paths, browsers, platforms and referrers, not {column!r}")
+    hits = sa.func.sum(r.hits)
+    labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
+    query = (
+        sa.select(*labelled, hits.label("hits"))
+        .where(*found.where())
+        .group_by(*labelled)
+        .order_by(hits.desc(), value.is_(None), value)
+        .limit(limit)
+    )
+    out = []
+    for row in conn.execute(query):
+        if column != "method" and row.k0:
+            out.append((OTHER, int(row.hits)))
+        else:
+            out.append((row[len(keys) - 1], int(row.hits)))
+    return out
+
+
+def top_paths(conn: sa.Connection, found: Plan, limit: int) -> list[queries.PathStats]:
+    found = found.at_least(PATH)
+    r = found.store.rollup.c
+    path = exact_text(conn.dialect, r.path).label("path")
+    hits = sa.func.sum(r.hits)
+    errors = sa.func.sum(sa.case((r.status >= 400, r.hits), else_=0))
+    query = (
+        sa.select(
+            path, hits.label("hits"), sa.func.sum(r.timed).label("timed"),
+            sa.func.sum(r.time_sum).label("time_sum"), errors.label("errors"),
+            sa.func.max(r.last_seen).label("last_seen"),
+        )
+        .where(*found.where(), r.other.is_(False))
+        .group_by(path)
+        .order_by(hits.desc(), path.is_(None), path)
+        .limit(limit)
+    )
+    ranked = conn.execute(query).all()
+    if not ranked:
+        return []
+    names = [row.path for row in ranked if row.path is not None]
+    sketches: dict[t.Any, list[t.Any]] = {}
+    if names:
+        blobs = sa.select(path, r.times, r.visitors).where(
+            *found.where(), r.other.is_(False), r.path.in_(names)
+        )
+        for row in conn.execute(blobs):
+            sketches.setdefault(row.path, []).append(row)
+    out = []
+    for row in ranked:
+        group = sketches.get(row.path, [])
+        times = Histogram.merged(g.times for g in group)
+        visitors = Visitors.merged(g.visitors for g in group)
+        timed = int(row.timed or 0)
+        out.append(
+            queries.PathStats(
+                path=row.path,
+                hits=int(row.hits),
+                visitors=visitors.count(),
+                avg=float(row.time_sum) / timed if timed else None,
+                p95=times.quantile(0.95),
+                error_rate=int(row.errors) / int(row.hits),
+                last_seen=_naive(row.last_seen) if row.last_seen is not None else None,
+            )
+        )
+    return out
+
+

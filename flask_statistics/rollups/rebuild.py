@@ -1,0 +1,210 @@
+"""Rollups recomputed from the raw rows: ``flask statistics rebuild`` and the
+background backfill of a table that had rows before it had rollups.
+
+One local day at a time, under the writers' lock: the day's rollup rows are deleted
+and written again from the day's raw rows, so the result is the same whatever was
+there before, and a writer's batch lands wholly before or after.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as t
+from datetime import datetime, timedelta, tzinfo
+
+import sqlalchemy as sa
+
+from .. import faults
+from ..buckets import to_local
+from ..dialects import as_double
+from ..filters import local_midnight_utc, zone
+from .aggregate import DayOf, Fact, Totals
+from .store import Store, _naive
+
+logger = logging.getLogger("flask_statistics")
+
+_HOUR = timedelta(hours=1)
+#: Seconds between two looks at the state row once there is nothing to backfill,
+#: and before another try after a failure.
+CHECK_EVERY = 300.0
+RETRY_AFTER = 30.0
+
+
+def fact_columns(
+    table: sa.Table, dialect: t.Any, present: t.Collection[str] | None = None
+) -> list[t.Any]:
+    """The columns a :data:`Fact` is read from, NULL for optional ones not there."""
+    c = table.c
+
+    def optional(name: str) -> t.Any:
+        if name in c and (present is None or name in present):
+            return c[name]
+        return sa.null()
+
+    return [
+        # MariaDB sends a FLOAT with 6 digits unless asked for a double.
+        c.date, c.method, c.status_code, c.path, optional("route"), as_double(dialect, c.response_time),
+        c.size, c.remote_address, optional("is_bot"), c.browser, c.platform, c.referrer,
+    ]
+
+
+def day_start(moment: datetime, tz: tzinfo) -> datetime:
+    """The first instant (naive UTC) of the local day holding ``moment``."""
+    return local_midnight_utc(to_local(moment, tz).date(), tz)
+
+
+def next_day(start: datetime, tz: tzinfo) -> datetime:
+    return local_midnight_utc(to_local(start, tz).date() + timedelta(days=1), tz)
+
+
+def first_day_after(tz: tzinfo) -> t.Callable[[datetime], datetime]:
+    return lambda moment: next_day(day_start(moment, tz), tz)
+
+
+def rebuild_day(
+    engine: sa.Engine, store: Store, start: datetime, tz: tzinfo,
+    present: t.Collection[str] | None = None,
+) -> int:
+    """Replace the rollups of the local day starting at ``start`` with those of its raw
+    rows; returns how many raw rows it read."""
+    end = next_day(start, tz)
+    table = store.table
+    columns = fact_columns(table, engine.dialect, present)
+    totals = Totals()
+    read = 0
+    with engine.begin() as conn:
+        store.lock(conn)
+        store.delete_period(conn, start, end)
+        moment = start
+        while moment < end:  # an hour at a time: bounded memory whatever the day holds
+            upto = min(moment + _HOUR, end)
+            rows = conn.execute(
+                sa.select(*columns).where(table.c.date >= moment, table.c.date < upto)
+            ).all()
+            read += len(rows)
+            totals.add(_facts(rows))
+            moment = upto
+        store.apply(conn, totals.rollup(DayOf(tz)))
+    return read
+
+
+def _facts(rows: t.Sequence[t.Any]) -> t.Iterator[Fact]:
+    for row in rows:
+        date = row[0]
+        if date is None:
+            continue
+        if date.tzinfo is not None:
+            date = _naive(date)
+        rt = row[5]
+        yield (date, row[1], row[2], row[3], row[4], None if rt is None else float(rt),
+               row[6], row[7], row[8], row[9], row[10], row[11])
+
+
+def days_with_rows(
+    engine: sa.Engine, table: sa.Table, tz: tzinfo, since: datetime | None, until: datetime | None
+) -> list[datetime]:
+    """The local days (first instants) from ``since`` up to ``until`` that hold rows,
+    found by stepping from one row's day to the next through the date index."""
+    days = []
+    date = table.c.date
+    with engine.connect() as conn:
+        lower = since
+        while True:
+            query = sa.select(sa.func.min(date))
+            if lower is not None:
+                query = query.where(date >= lower)
+            if until is not None:
+                query = query.where(date < until)
+            first = conn.execute(query).scalar()
+            if first is None:
+                return days
+            start = day_start(_naive(first), tz)
+            days.append(start)
+            lower = next_day(start, tz)
+
+
+class Backfill:
+    """A writer maintenance task: rebuilds, newest first, one day with rows per run,
+    the days before the state row's ``backfill_before``, then clears it."""
+
+    __name__ = "rollup backfill"
+
+    def __init__(self, store: Store, zone_name: str, present: t.Callable[[sa.Engine], t.Collection[str] | None] = lambda e: None) -> None:
+        self.store = store
+        self.zone_name = zone_name
+        self.tz = zone(zone_name)
+        self._present = present
+        self.remaining: datetime | None = None  # rows before this still wait
+        self.oldest: datetime | None = None
+        self._next = 0.0
+        self._failure: str | None = None
+
+    def __call__(self, engine: sa.Engine) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + RETRY_AFTER
+        try:
+            busy = self._step(engine)
+        except Exception as exc:
+            # Once per kind of failure: an outage is the writer's to report.
+            reason = faults.describe(exc, self.store.table)
+            if reason != self._failure:
+                self._failure = reason
+                logger.error("flask-statistics could not backfill the rollups: %s", reason)
+            return
+        self._failure = None
+        self._next = time.monotonic() + (0 if busy else CHECK_EVERY)
+
+    def _step(self, engine: sa.Engine) -> bool:
+        """One step; True when there is more to do."""
+        store = self.store
+        if not store.present(engine):
+            return False
+        store.ensure_state(engine, self.zone_name, first_day_after(self.tz))
+        with engine.connect() as conn:
+            state = store.read_state(conn)
+        if state is None:
+            return False
+        if state.zone != self.zone_name:
+            self._change_zone(engine)
+            return True
+        before = state.backfill_before
+        self.remaining, self.oldest = before, state.backfill_from
+        if before is None:
+            return False
+        date = store.table.c.date
+        with engine.connect() as conn:
+            newest = conn.execute(sa.select(sa.func.max(date)).where(date < before)).scalar()
+        if newest is None:
+            with engine.begin() as conn:
+                store.lock(conn)
+                store.set_state(conn, backfill_before=None)
+            self.remaining = None
+            logger.info("flask-statistics: rollups backfilled")
+            return False
+        start = day_start(_naive(newest), self.tz)
+        rebuild_day(engine, store, start, self.tz, self._present(engine))
+        with engine.begin() as conn:
+            store.lock(conn)
+            store.set_state(conn, backfill_before=start)
+        self.remaining = start
+        return True
+
+    def _change_zone(self, engine: sa.Engine) -> None:
+        # Day rows follow the old zone's midnights: rebuild every day with raw rows.
+        date = self.store.table.c.date
+        with engine.begin() as conn:
+            self.store.lock(conn)
+            last = conn.execute(sa.select(sa.func.max(date))).scalar()
+            self.store.set_state(
+                conn,
+                zone=self.zone_name,
+                backfill_before=None if last is None else first_day_after(self.tz)(_naive(last)),
+            )
+        logger.warning(
+            "flask-statistics: STATISTICS_TIMEZONE changed to %s; rebuilding the daily "
+            "rollups from the recorded rows in the background",
+            self.zone_name,
+        )

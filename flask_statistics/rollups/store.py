@@ -1,0 +1,265 @@
+"""Reading and writing rollup rows and the state row.
+
+Writers serialise on the state row: each batch first bumps its ``version`` (a row
+lock on PostgreSQL and MariaDB, the write lock on SQLite), then inserts its requests
+and adds them to the rollup rows, and commits. A rebuild of a period takes the same
+lock, so it either sees a batch's rows whole or not at all, and its replacement rows
+then receive that batch's increments. Rollup rows are read, merged in Python and
+written back; the lock makes that read-modify-write safe across processes and hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import typing as t
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from ..sketches import Histogram, Visitors
+from .aggregate import Entry, Key
+from .tables import CAPPED, DAY, QUARTER, rollup_table, state_table
+
+logger = logging.getLogger("flask_statistics")
+
+#: Most path rows one bucket keeps; further paths are folded into "other".
+PATH_CAP = {QUARTER: 1000, DAY: 5000}
+_CHUNK = 500
+_SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors")
+
+
+def digest(key: Key) -> str:
+    tier, bucket, grain, route, path, other, method, status, is_bot = key
+    text = "\x1f".join(
+        "\x00" if v is None else str(v)
+        for v in (tier, bucket.isoformat(), grain, route, path, int(other), method, status,
+                  None if is_bot is None else int(is_bot))
+    )
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class State:
+    zone: str
+    backfill_before: datetime | None
+    backfill_from: datetime | None
+    stale_since: datetime | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """The rollup and state tables of one request table."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self.rollup = rollup_table(table)
+        self.state = state_table(table)
+        self._present: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
+
+    # -- existence ------------------------------------------------------------------
+
+    def present(self, engine: sa.Engine) -> bool:
+        """Whether both tables exist in the database (asked once per engine)."""
+        found = self._present.get(engine)
+        if found is None:
+            inspector = sa.inspect(engine)
+            found = all(
+                inspector.has_table(t.name, schema=t.schema) for t in (self.rollup, self.state)
+            )
+            self._present[engine] = found
+        return found
+
+    def forget(self, engine: sa.Engine) -> None:
+        self._present.pop(engine, None)
+
+    def create(self, engine: sa.Engine) -> None:
+        self.rollup.create(engine, checkfirst=True)
+        self.state.create(engine, checkfirst=True)
+        self.forget(engine)
+
+    # -- state ----------------------------------------------------------------------
+
+    def lock(self, conn: sa.Connection) -> bool:
+        """Take the writers' lock for the current transaction; False if there is no
+        state row yet (see :meth:`ensure_state`)."""
+        s = self.state.c
+        result = conn.execute(
+            sa.update(self.state).where(s.id == 1).values(version=s.version + 1)
+        )
+        return bool(result.rowcount)
+
+    def read_state(self, conn: sa.Connection) -> State | None:
+        s = self.state.c
+        row = conn.execute(
+            sa.select(s.zone, s.backfill_before, s.backfill_from, s.stale_since).where(s.id == 1)
+        ).first()
+        return None if row is None else State(*row)
+
+    def ensure_state(self, engine: sa.Engine, zone: str, first_day_after: t.Callable[[datetime], datetime]) -> None:
+        """Create the state row if it is missing. Rows already in the table then wait
+        for the backfill: everything before the local day after the newest of them."""
+        with engine.begin() as conn:
+            if self.read_state(conn) is not None:
+                return
+            c = self.table.c
+            first, last = conn.execute(sa.select(sa.func.min(c.date), sa.func.max(c.date))).one()
+        before = None if last is None else first_day_after(_naive(last))
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.insert(self.state).values(
+                        id=1, version=0, zone=zone, backfill_before=before,
+                        backfill_from=None if first is None else _naive(first),
+                        stale_since=None, created=_utcnow(),
+                    )
+                )
+        except sa.exc.IntegrityError:
+            pass  # another process created it first
+
+    def set_state(self, conn: sa.Connection, **values: t.Any) -> None:
+        conn.execute(sa.update(self.state).where(self.state.c.id == 1).values(**values))
+
+    def mark_stale(self, conn: sa.Connection, since: datetime) -> None:
+        s = self.state.c
+        conn.execute(
+            sa.update(self.state)
+            .where(s.id == 1, sa.or_(s.stale_since.is_(None), s.stale_since > since))
+            .values(stale_since=since)
+        )
+
+    # -- rollup rows ----------------------------------------------------------------
+
+    def apply(self, conn: sa.Connection, entries: dict[Key, Entry]) -> None:
+        """Add ``entries`` to their rollup rows, creating missing ones and folding
+        paths beyond a bucket's cap into its "other" row. Call under :meth:`lock`."""
+        if not entries:
+            return
+        keyed = {digest(k): (k, e) for k, e in entries.items()}
+        existing = self._existing(conn, list(keyed))
+        new_paths = [
+            k for d, (k, _) in keyed.items() if d not in existing and k[2] in CAPPED and not k[5]
+        ]
+        if new_paths:
+            folded = self._fold(conn, new_paths, entries)
+            if folded:
+                keyed = {digest(k): (k, e) for k, e in entries.items()}
+                missing = [d for d in keyed if d not in existing]
+                existing.update(self._existing(conn, missing))
+        updates, inserts = [], []
+        for d, (key, entry) in keyed.items():
+            row = existing.get(d)
+            if row is not None:
+                updates.append(_merged(row, entry))
+            else:
+                inserts.append(_new_row(d, key, entry))
+        r = self.rollup
+        if updates:
+            conn.execute(
+                sa.update(r)
+                .where(r.c.id == sa.bindparam("row_id"))
+                .values({name: sa.bindparam(f"new_{name}") for name in _SUMS}),
+                updates,
+            )
+        if inserts:
+            conn.execute(sa.insert(r), inserts)
+
+    def _existing(self, conn: sa.Connection, digests: list[str]) -> dict[str, t.Any]:
+        r = self.rollup.c
+        found: dict[str, t.Any] = {}
+        for start in range(0, len(digests), _CHUNK):
+            part = digests[start : start + _CHUNK]
+            query = sa.select(r.id, r.key, *(r[name] for name in _SUMS)).where(r.key.in_(part))
+            for row in conn.execute(query):
+                found[row.key] = row
+        return found
+
+    def _fold(self, conn: sa.Connection, new: list[Key], entries: dict[Key, Entry]) -> int:
+        # Rows each bucket already has, then the busiest new values up to the cap.
+        r = self.rollup.c
+        buckets = {(k[0], k[1]) for k in new}
+        counts: dict[tuple[int, datetime, int], int] = {}
+        for tier in (QUARTER, DAY):
+            times = sorted(b for t_, b in buckets if t_ == tier)
+            if not times:
+                continue
+            query = (
+                sa.select(r.bucket, r.grain, sa.func.count())
+                .where(r.grain.in_(CAPPED), r.tier == tier, r.bucket.in_(times))
+                .group_by(r.bucket, r.grain)
+            )
+            for bucket, grain, count in conn.execute(query):
+                counts[(tier, _naive(bucket), int(grain))] = int(count)
+        per_bucket: dict[tuple[int, datetime, int], list[Key]] = {}
+        for key in new:
+            per_bucket.setdefault((key[0], key[1], key[2]), []).append(key)
+        folded = 0
+        for place, keys in per_bucket.items():
+            room = PATH_CAP[place[0]] - counts.get(place, 0)
+            if len(keys) <= room:
+                continue
+            keys.sort(key=lambda k: (-entries[k].hits, k[4] or ""))
+            for key in keys[max(room, 0):]:
+                entry = entries.pop(key)
+                tier, bucket, grain, route, _path, _other, method, status, is_bot = key
+                other: Key = (tier, bucket, grain, route, None, True, method, status, is_bot)
+                target = entries.get(other)
+                if target is None:
+                    entries[other] = entry
+                else:
+                    target.merge(entry)
+                folded += 1
+        return folded
+
+    def delete_period(self, conn: sa.Connection, since: datetime, until: datetime) -> None:
+        """Remove every rollup row whose bucket starts in ``[since, until)``: for a
+        local day, its quarters and its day rows."""
+        r = self.rollup.c
+        conn.execute(sa.delete(self.rollup).where(r.bucket >= since, r.bucket < until))
+
+    def delete_before(self, conn: sa.Connection, cutoff: datetime) -> int:
+        r = self.rollup.c
+        result = conn.execute(sa.delete(self.rollup).where(r.bucket < cutoff))
+        return result.rowcount or 0
+
+
+def _naive(moment: datetime) -> datetime:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _merged(row: t.Any, entry: Entry) -> dict[str, t.Any]:
+    times = Histogram.from_bytes(row.times)
+    times.merge(entry.times)
+    visitors = Visitors.from_bytes(row.visitors)
+    visitors.merge(entry.visitors)
+    last = row.last_seen
+    if last is None or (entry.last_seen is not None and entry.last_seen > _naive(last)):
+        last = entry.last_seen
+    return {
+        "row_id": row.id,
+        "new_hits": int(row.hits) + entry.hits,
+        "new_bytes": int(row.bytes) + entry.bytes,
+        "new_timed": int(row.timed) + entry.timed,
+        "new_time_sum": float(row.time_sum) + entry.time_sum,
+        "new_last_seen": last,
+        "new_times": times.to_bytes(),
+        "new_visitors": visitors.to_bytes(),
+    }
+
+
+def _new_row(key_digest: str, key: Key, entry: Entry) -> dict[str, t.Any]:
+    tier, bucket, grain, route, path, other, method, status, is_bot = key
+    return {
+        "key": key_digest, "tier": tier, "grain": grain, "bucket": bucket, "route": route,
+        "path": path, "other": other, "method": method, "status": status, "is_bot": is_bot,
+        "hits": entry.hits, "bytes": entry.bytes, "timed": entry.timed,
+        "time_sum": entry.time_sum, "last_seen": entry.last_seen,
+        "times": entry.times.to_bytes(), "visitors": entry.visitors.to_bytes(),
+    }

@@ -1,0 +1,91 @@
+"""The rollup tables of one request table, on the same metadata (so
+``db.create_all()`` creates them with the model) and the same bind."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: Tiers: the width of a row's time bucket.
+QUARTER = 0  # 15 minutes, starting on a UTC quarter hour
+DAY = 1  # a local day of the zone recorded in the state row
+#: Grains: which dimensions a row keeps (the others are NULL).
+CLASS = 0  # status class (in ``status``: 1-5, 0 for codes outside 100-599), is_bot
+STATUS = 1  # method, status, is_bot
+PATH = 2  # route, path (or other), method, status, is_bot
+#: One value (in ``path``) and is_bot, hits only: the unfiltered top lists.
+BROWSER = 3
+PLATFORM = 4
+REFERRER = 5
+GRAINS = (CLASS, STATUS, PATH, BROWSER, PLATFORM, REFERRER)
+#: The top-list grain of each column.
+TOP_GRAINS = {"browser": BROWSER, "platform": PLATFORM, "referrer": REFERRER}
+#: Grains whose distinct values a client controls: capped per bucket.
+CAPPED = (PATH, BROWSER, PLATFORM, REFERRER)
+
+#: Longest path and route kept in a rollup row.
+PATH_LENGTH = 2048
+ROUTE_LENGTH = 512
+METHOD_LENGTH = 16
+
+
+def _existing(metadata: sa.MetaData, name: str, schema: str | None) -> sa.Table | None:
+    return metadata.tables.get(f"{schema}.{name}" if schema else name)
+
+
+def rollup_table(table: sa.Table) -> sa.Table:
+    """``<table>_rollup``: one row per bucket, tier, grain and combination of values."""
+    name = f"{table.name}_rollup"
+    found = _existing(table.metadata, name, table.schema)
+    if found is not None:
+        return found
+    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    return sa.Table(
+        name,
+        table.metadata,
+        sa.Column("id", big, primary_key=True, autoincrement=True),
+        # A digest of tier, bucket, grain and the dimensions: the row's identity.
+        sa.Column("key", sa.String(32), nullable=False),
+        sa.Column("tier", sa.SmallInteger, nullable=False),
+        sa.Column("grain", sa.SmallInteger, nullable=False),
+        sa.Column("bucket", sa.DateTime, nullable=False),  # naive UTC start
+        sa.Column("route", sa.String(ROUTE_LENGTH)),
+        sa.Column("path", sa.String(PATH_LENGTH)),  # or the value of a top-list grain
+        sa.Column("other", sa.Boolean, nullable=False, default=False),
+        sa.Column("method", sa.String(METHOD_LENGTH)),
+        sa.Column("status", sa.Integer),
+        sa.Column("is_bot", sa.Boolean),
+        sa.Column("hits", sa.BigInteger, nullable=False),
+        sa.Column("bytes", sa.BigInteger, nullable=False),
+        sa.Column("timed", sa.BigInteger, nullable=False),  # hits with a response time
+        sa.Column("time_sum", sa.Float(precision=53), nullable=False),
+        sa.Column("last_seen", sa.DateTime),
+        sa.Column("times", sa.LargeBinary),  # sketches.Histogram
+        sa.Column("visitors", sa.LargeBinary),  # sketches.Visitors, bots left out
+        sa.Index(f"ux_{name}_key", "key", unique=True),
+        sa.Index(f"ix_{name}_scan", "grain", "tier", "bucket"),
+        schema=table.schema,
+    )
+
+
+def state_table(table: sa.Table) -> sa.Table:
+    """``<table>_rollup_state``: one row (id 1). Writers lock it for each batch; it
+    holds the zone of the day tier and how far the backfill of older rows has got."""
+    name = f"{table.name}_rollup_state"
+    found = _existing(table.metadata, name, table.schema)
+    if found is not None:
+        return found
+    return sa.Table(
+        name,
+        table.metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+        sa.Column("zone", sa.String(64), nullable=False),
+        # Rows dated before this are not in the rollups yet (None: all are).
+        sa.Column("backfill_before", sa.DateTime),
+        # The oldest date of the rows still to backfill, for progress.
+        sa.Column("backfill_from", sa.DateTime),
+        # Rows dated from this on may be missing from the rollups (a failed update).
+        sa.Column("stale_since", sa.DateTime),
+        sa.Column("created", sa.DateTime, nullable=False),
+        schema=table.schema,
+    )

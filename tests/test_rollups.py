@@ -1,0 +1,480 @@
+"""Rollup figures against the same figures computed from the raw rows, on SQLite,
+PostgreSQL and MariaDB: counts, sums and rates equal, percentiles within 1 %,
+visitors within 2 % (exact while small), whatever filter the rollups serve."""
+
+from __future__ import annotations
+
+import math
+import random
+import typing as t
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flask_statistics import figures, queries
+from flask_statistics.filters import Filters
+from flask_statistics.rollups import read
+from flask_statistics.rollups.rebuild import Backfill, days_with_rows, rebuild_day
+from flask_statistics.rollups.store import PATH_CAP, Store
+from flask_statistics.rollups.tables import PATH, QUARTER
+from flask_statistics.filters import zone
+
+DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
+PATHS = ["/", "/a", "/a/b", "/a_b%", "/About", "/about", "/x/1", "/x/2", "/x/3", "/é"]
+METHODS = ["GET"] * 6 + ["POST", "PUT", "DELETE", "HEAD"]
+STATUSES = [200] * 10 + [201, 204, 301, 304, 400, 404, 404, 418, 500, 503]
+
+
+def random_rows(rng: random.Random, first: datetime, last: datetime, n: int) -> list[dict[str, t.Any]]:
+    span = int((last - first).total_seconds())
+    rows = []
+    for _ in range(n):
+        when = first + timedelta(seconds=rng.randrange(span), microseconds=rng.randrange(10**6))
+        rows.append(
+            {
+                "date": when,
+                "response_time": rng.choice(
+                    [None, 0.0, 0.25, rng.lognormvariate(-3, 1.2), rng.random() * 5]
+                ),
+                "method": rng.choice(METHODS),
+                "size": rng.choice([None, 0, rng.randrange(10**6)]),
+                "status_code": rng.choice(STATUSES),
+                "path": rng.choice(PATHS),
+                "user_agent": "Mozilla/5.0",
+                "remote_address": f"10.0.{rng.randrange(4)}.{rng.randrange(60)}",
+                "exception": None,
+                "referrer": rng.choice([None, None, "https://example.com/", "https://example.com/a"]),
+                "browser": rng.choice(["Firefox 120.0", "firefox 120.0", "Chrome 131.0", None]),
+                "platform": rng.choice(["Linux", "Windows", None]),
+                "mimetype": "text/html",
+            }
+        )
+    return rows
+
+
+class Tables:
+    def __init__(self, app: t.Any, db: t.Any) -> None:
+        state = app.extensions["statistics"]
+        self.table: sa.Table = state.table
+        self.store: Store = getattr(state, "rollups", None) or Store(self.table)
+        with app.app_context():
+            self.engine: sa.Engine = db.engines[self.table.metadata.info.get("bind_key")]
+        self.store.create(self.engine)
+
+    def insert(self, rows: list[dict[str, t.Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.table.insert(), rows)
+
+    def rebuild(self, tz_name: str = "UTC") -> None:
+        tz = zone(tz_name)
+        self.store.ensure_state(self.engine, tz_name, lambda m: m)
+        for day in days_with_rows(self.engine, self.table, tz, None, None):
+            rebuild_day(self.engine, self.store, day, tz)
+        with self.engine.begin() as conn:
+            self.store.set_state(conn, backfill_before=None, zone=tz_name)
+
+    def drop(self) -> None:
+        self.store.rollup.drop(self.engine, checkfirst=True)
+        self.store.state.drop(self.engine, checkfirst=True)
+
+
+@pytest.fixture
+def tables(make_app: t.Any) -> t.Iterator[Tables]:
+    app, db, _model, _statistics = make_app(model="seed")
+    found = Tables(app, db)
+    yield found
+    found.drop()
+
+
+def close(estimate: float | None, exact: float | None, relative: float) -> bool:
+    if exact is None or estimate is None:
+        return estimate is None and exact is None
+    return math.isclose(estimate, exact, rel_tol=relative, abs_tol=1e-9)
+
+
+def assert_same(tables: Tables, filters: Filters, paths: bool = True) -> None:
+    """Every figure the rollups serve equals (or is within the sketches' error of)
+    the same figure from the raw rows."""
+    store, table = tables.store, tables.table
+    with tables.engine.connect() as conn:
+        assert figures.source(conn, store, filters) == "rollups", filters
+        got, want = figures.kpis(conn, store, table, filters), queries.kpis(conn, table, filters)
+        assert (got.hits, got.bytes_sent) == (want.hits, want.bytes_sent)
+        assert (got.rate_4xx, got.rate_5xx) == (want.rate_4xx, want.rate_5xx)
+        assert close(got.avg, want.avg, 1e-6)
+        for name in ("p50", "p95", "p99"):
+            assert close(getattr(got, name), getattr(want, name), 0.0101), name
+        assert got.visitors == want.visitors  # few visitors: the sketch is exact
+
+        series, expected = (
+            figures.timeseries(conn, store, table, filters), queries.timeseries(conn, table, filters)
+        )
+        assert series.width == expected.width
+        assert [p.start for p in series.points] == [p.start for p in expected.points]
+        assert [p.hits for p in series.points] == [p.hits for p in expected.points]
+        assert [p.visitors for p in series.points] == [p.visitors for p in expected.points]
+        for a, b in zip(series.points, expected.points):
+            assert close(a.p50, b.p50, 0.0101) and close(a.p95, b.p95, 0.0101)
+
+        assert figures.status_classes(conn, store, table, filters) == queries.status_classes(conn, table, filters)
+        for column in ("method", "browser", "platform", "referrer"):
+            assert figures.top(conn, store, table, filters, column) == queries.top(conn, table, filters, column)
+        if not paths:
+            return
+        assert figures.top(conn, store, table, filters, "path", 50) == queries.top(conn, table, filters, "path", 50)
+        got_paths = figures.top_paths(conn, store, table, filters, 50)
+        want_paths = queries.top_paths(conn, table, filters, 50)
+        assert [(p.path, p.hits, p.visitors, p.error_rate) for p in got_paths] == [
+            (p.path, p.hits, p.visitors, p.error_rate) for p in want_paths
+        ]
+        for a, b in zip(got_paths, want_paths):
+            assert close(a.avg, b.avg, 1e-6) and close(a.p95, b.p95, 0.0101)
+            assert a.last_seen is not None and abs(a.last_seen - b.last_seen) < timedelta(milliseconds=1)
+
+
+WEEK = Filters.between(date(2024, 3, 4), date(2024, 3, 10))
+FILTERS = [
+    {},
+    {"status": 404},
+    {"status_class": 4},
+    {"status_class": 2, "method": "GET"},
+    {"method": "POST"},
+    {"path": "/a"},
+    {"path": "/a", "path_match": "prefix"},
+    {"path": "/About"},
+    {"path": "/x/", "path_match": "prefix", "status_class": 2},
+]
+
+
+@pytest.mark.parametrize("extra", FILTERS, ids=[str(f) for f in FILTERS])
+def test_rebuilt_rollups_equal_the_raw_figures(tables: Tables, extra: dict[str, t.Any]) -> None:
+    rng = random.Random(3)
+    tables.insert(random_rows(rng, WEEK.since - 2 * DAY, WEEK.until + 2 * DAY, 3000))
+    tables.rebuild()
+    for filters in (Filters.between(WEEK.start_day, WEEK.end_day, **extra),
+                    Filters.between(date(2024, 3, 5), date(2024, 3, 6), **extra)):  # hourly
+        assert_same(tables, filters)
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"])
+def test_local_days_across_dst_and_odd_offsets(tables: Tables, tz: str) -> None:
+    # March and November 2024 hold the DST changes of New York, Berlin and Lord Howe.
+    rng = random.Random(5)
+    rows = []
+    for first in (datetime(2024, 3, 5), datetime(2024, 3, 27), datetime(2024, 10, 30)):
+        rows += random_rows(rng, first, first + 8 * DAY, 1500)
+    tables.insert(rows)
+    tables.rebuild(tz)
+    for start, end in ((date(2024, 3, 6), date(2024, 3, 12)), (date(2024, 3, 28), date(2024, 4, 3)),
+                       (date(2024, 10, 31), date(2024, 11, 6)), (date(2024, 3, 10), date(2024, 3, 11))):
+        assert_same(tables, Filters.between(start, end, tz=tz))
+
+
+def test_paths_beyond_the_cap_fold_into_other(tables: Tables) -> None:
+    rng = random.Random(9)
+    when = WEEK.since + 3 * DAY + 5 * MINUTE
+    rows = random_rows(rng, when, when + MINUTE, 100)
+    for row in rows[:]:
+        row.update(path="/kept")
+    scans = random_rows(rng, when, when + 5 * MINUTE, 2000)
+    for row in scans:
+        row.update(path=f"/scan/{rng.getrandbits(64):x}", status_code=404)
+    tables.insert(rows + scans)
+    tables.rebuild()
+    r = tables.store.rollup.c
+    with tables.engine.connect() as conn:
+        quarter_rows = conn.execute(
+            sa.select(sa.func.count()).where(r.grain == PATH, r.tier == QUARTER)
+        ).scalar()
+        assert quarter_rows <= PATH_CAP[QUARTER] + 8 * 20  # the cap plus one other row per combination
+        # Hits still add up, the busiest path is kept, and path filters fall back to rows.
+        one_day = Filters.between(date(2024, 3, 7), date(2024, 3, 7))  # hourly: quarter rows
+        assert_same(tables, one_day, paths=False)
+        ranked = figures.top(conn, tables.store, tables.table, one_day, "path", 3)
+        assert ("/kept", 100) in ranked
+        folded = dict(ranked).get(read.OTHER)
+        assert folded is not None and folded + 100 + sum(
+            hits for value, hits in figures.top(conn, tables.store, tables.table, one_day, "path", 10**6)
+            if value not in ("/kept", read.OTHER)
+        ) == 2100
+        narrowed = Filters.between(one_day.start_day, one_day.end_day, path="/scan/", path_match="prefix")
+        assert figures.source(conn, tables.store, narrowed) == "rows"
+
+
+def test_rollups_keep_pruned_periods(tables: Tables) -> None:
+    rng = random.Random(4)
+    tables.insert(random_rows(rng, WEEK.since, WEEK.until, 1000))
+    tables.rebuild()
+    with tables.engine.connect() as conn:
+        before = figures.kpis(conn, tables.store, tables.table, WEEK)
+    with tables.engine.begin() as conn:
+        conn.execute(tables.table.delete())
+    with tables.engine.connect() as conn:
+        after = figures.kpis(conn, tables.store, tables.table, WEEK)
+        assert queries.kpis(conn, tables.table, WEEK).hits == 0
+    assert after == before and after.hits == 1000
+
+
+def test_backfill_counts_rows_that_were_there_before_the_rollups(tables: Tables) -> None:
+    rng = random.Random(8)
+    tables.insert(random_rows(rng, WEEK.since - DAY, WEEK.until, 1200))
+    task = Backfill(tables.store, "Europe/Berlin")
+    with tables.engine.connect() as conn:
+        assert figures.source(conn, tables.store, WEEK) == "rows"
+    for _ in range(30):
+        task(tables.engine)
+        if task.remaining is None:
+            break
+    assert task.remaining is None
+    with tables.engine.connect() as conn:
+        state = tables.store.read_state(conn)
+    assert state is not None and state.backfill_before is None
+    assert_same(tables, Filters.between(WEEK.start_day, WEEK.end_day, tz="Europe/Berlin"))
+
+
+# ---------------------------------------------------------------------------------
+# The write path: rollups kept by the writer, in the transaction of the rows.
+
+
+def today_filters(days: int = 1, **extra: t.Any) -> Filters:
+    today = datetime.utcnow().date()
+    return Filters.between(today - timedelta(days=days - 1), today, **extra)
+
+
+def serve(app: t.Any) -> None:
+    @app.route("/items/<int:id>")
+    def item(id: int) -> t.Any:
+        return "x" * id, 404 if id % 7 == 0 else 200
+
+    @app.post("/items")
+    def create() -> t.Any:
+        return "", 201
+
+
+def test_the_writer_keeps_rollups_equal_to_its_rows(make_app: t.Any) -> None:
+    app, db, _model, statistics = make_app(model="default", config={"STATISTICS_BATCH_SIZE": 37})
+    serve(app)
+    client = app.test_client()
+    rng = random.Random(2)
+    agents = ["Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+              "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "curl/8.5.0"]
+    people = {"127.0.0.1"}  # /nowhere below
+    for n in range(400):
+        agent = rng.choice(agents)
+        headers = {"User-Agent": agent}
+        address = f"10.1.0.{rng.randrange(30)}"
+        if "Googlebot" in agent:
+            address = f"10.9.0.{n % 200}"  # crawlers are not visitors
+        else:
+            people.add(address)
+        if n % 5 == 0:
+            client.post("/items", headers=headers, environ_base={"REMOTE_ADDR": address})
+        else:
+            client.get(f"/items/{rng.randrange(1, 40)}", headers=headers, environ_base={"REMOTE_ADDR": address})
+    client.get("/nowhere")
+    assert statistics.flush(timeout=30, app=app)
+    tables = Tables(app, db)
+    with tables.engine.connect() as conn:
+        routes = dict(conn.execute(sa.select(tables.store.rollup.c.path, tables.store.rollup.c.route)
+                                   .where(tables.store.rollup.c.grain == PATH)).all())
+    assert routes["/items/5"] == "/items/<int:id>" and routes["/nowhere"] is None
+    for extra in ({}, {"status_class": 4}, {"method": "POST"}, {"path": "/items/", "path_match": "prefix"}):
+        assert_same(tables, today_filters(**extra))
+        assert_same(tables, today_filters(3, **extra))
+    with tables.engine.connect() as conn:  # bots are not visitors
+        assert figures.kpis(conn, tables.store, tables.table, today_filters()).visitors == len(people)
+
+
+def test_late_rows_land_in_their_own_buckets(make_app: t.Any) -> None:
+    from flask_statistics.capture import Record
+
+    app, db, _model, statistics = make_app(model="default")
+    writer = app.extensions["statistics"].writer
+    now = datetime.utcnow().replace(tzinfo=None)
+    import calendar
+
+    for hours_ago in (0, 5, 30, 50):  # a backlog written after an outage
+        moment = now - timedelta(hours=hours_ago)
+        for n in range(20):
+            record = Record(calendar.timegm(moment.timetuple()) + n, 0.0, "GET", f"/late/{hours_ago}",
+                            "curl/8.5.0", f"10.2.0.{n}", None)
+            record.end, record.status_code, record.size = 0.01 * (n + 1), 200, 10
+            writer.emit(record)
+    assert statistics.flush(timeout=30, app=app)
+    tables = Tables(app, db)
+    assert_same(tables, today_filters(4))
+    assert_same(tables, today_filters(2))
+
+
+def test_without_rollup_tables_rows_are_still_written(make_app: t.Any, caplog: t.Any) -> None:
+    app, db, _model, statistics = make_app(model="default")
+    state = app.extensions["statistics"]
+    with app.app_context():
+        state.rollups.rollup.drop(db.engine)
+        state.rollups.state.drop(db.engine)
+        state.rollups.forget(db.engine)
+    serve(app)
+    client = app.test_client()
+    for n in range(30):
+        client.get(f"/items/{n}")
+    assert statistics.flush(timeout=30, app=app)
+    assert statistics.health(app).written == 30 and statistics.health(app).rejected == 0
+    warnings = [r for r in caplog.records if "keeps no rollups" in r.getMessage()]
+    assert len(warnings) == 1 and "db.create_all()" in warnings[0].getMessage()
+    response = client.get("/statistics/", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+
+
+def test_a_failing_rollup_update_keeps_the_rows_and_marks_the_rollups_stale(
+    make_app: t.Any, monkeypatch: t.Any, caplog: t.Any
+) -> None:
+    app, db, _model, statistics = make_app(model="default")
+    serve(app)
+    client = app.test_client()
+    client.get("/items/1")
+    assert statistics.flush(timeout=30, app=app)
+    store = app.extensions["statistics"].rollups
+
+    def broken(*args: t.Any, **kwargs: t.Any) -> None:
+        raise ValueError("rollups broken")
+
+    monkeypatch.setattr(store, "apply", broken)
+    for n in range(10):
+        client.get(f"/items/{n}")
+    assert statistics.flush(timeout=30, app=app)
+    health = statistics.health(app)
+    assert (health.written, health.rejected) == (11, 0)
+    assert any("flask statistics rebuild --since" in r.getMessage() for r in caplog.records)
+    tables = Tables(app, db)
+    with tables.engine.connect() as conn:
+        assert figures.source(conn, store, today_filters()) == "rows"  # stale: the raw rows answer
+        assert figures.kpis(conn, store, tables.table, today_filters()).hits == 11
+
+
+def test_random_paths_leave_the_rollups_bounded(make_app: t.Any) -> None:
+    from flask_statistics.capture import Record
+    import calendar
+
+    app, db, _model, statistics = make_app(model="default", config={"STATISTICS_QUEUE_SIZE": 200_000})
+    writer = app.extensions["statistics"].writer
+    rng = random.Random(1)
+    start = calendar.timegm(datetime.utcnow().timetuple()) - 3 * 3600
+    for n in range(100_000):  # a scanner: 100,000 random 404 paths over three hours
+        record = Record(start + n * 0.1, 0.0, "GET", f"/{rng.getrandbits(48):x}", "scanner", "10.3.0.1", None)
+        record.end, record.status_code = 0.001, 404
+        writer.emit(record)
+    assert statistics.flush(timeout=300, app=app)
+    tables = Tables(app, db)
+    r = tables.store.rollup.c
+    with tables.engine.connect() as conn:
+        counts = dict(conn.execute(
+            sa.select(r.tier, sa.func.count()).where(r.grain == PATH).group_by(r.tier)
+        ).all())
+        quarters = conn.execute(
+            sa.select(sa.func.count(sa.distinct(r.bucket))).where(r.grain == PATH, r.tier == QUARTER)
+        ).scalar()
+    # At most the cap plus one "other" row per bucket (one route, method, status here).
+    assert counts[QUARTER] <= quarters * (PATH_CAP[QUARTER] + 1)
+    assert counts[1] <= 2 * (PATH_CAP[1] + 1)  # one or two local days
+    assert_same(tables, today_filters(2), paths=False)
+
+
+APP_MODULE = '''
+import os
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from flask_statistics import Statistics
+
+app = Flask(__name__)
+app.config.update(
+    SQLALCHEMY_DATABASE_URI=os.environ["ROLLUP_TEST_URL"],
+    STATISTICS_TABLE_NAME=os.environ["ROLLUP_TEST_TABLE"],
+    STATISTICS_FLUSH_INTERVAL=0.01,
+    STATISTICS_BATCH_SIZE=5,
+)
+db = SQLAlchemy(app)
+Statistics(app, db, None, lambda: True)
+
+
+@app.route("/items/<int:id>")
+def item(id):
+    return "x" * id, 404 if id % 7 == 0 else 200
+'''
+
+
+def test_concurrent_workers_and_a_killed_one_keep_rollups_exact(
+    database_url: str, tmp_path: t.Any
+) -> None:
+    """Two gunicorn workers write at once, small batches, and one is killed with
+    SIGKILL while it writes: the rollups still equal the rows that landed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    from conftest import unique_table
+    from test_gunicorn import free_port, wait_until_up
+
+    (tmp_path / "rollapp.py").write_text(APP_MODULE)
+    table_name = unique_table()
+    env = {**os.environ, "ROLLUP_TEST_URL": database_url, "ROLLUP_TEST_TABLE": table_name}
+    subprocess.run(
+        [sys.executable, "-c", "import rollapp\nwith rollapp.app.app_context(): rollapp.db.create_all()"],
+        cwd=tmp_path, env=env, check=True, timeout=60,
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+         "--graceful-timeout", "20", "rollapp:app"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )
+
+    def hammer(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/items/{rng.randrange(1, 50)}").read()
+            except (urllib.error.URLError, ConnectionError):
+                pass
+
+    try:
+        wait_until_up(port, proc)
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        children = (Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
+        os.kill(int(children[0]), signal.SIGKILL)  # gunicorn starts another
+        for thread in threads:
+            thread.join()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_statistics import Statistics
+
+    app = Flask("reader")
+    app.config.update(SQLALCHEMY_DATABASE_URI=database_url, STATISTICS_TABLE_NAME=table_name)
+    db = SQLAlchemy(app)
+    Statistics(app, db, None, lambda: True)
+    tables = Tables(app, db)
+    try:
+        with tables.engine.connect() as conn:
+            written = conn.execute(sa.select(sa.func.count()).select_from(tables.table)).scalar()
+        assert written > 500  # most of the 960 requests; the killed worker's queue is lost
+        assert_same(tables, today_filters())
+        assert_same(tables, today_filters(3))
+    finally:
+        tables.drop()
+        tables.table.drop(tables.engine)
+        app.extensions["statistics"].writer.stop(timeout=2)
+        tables.engine.dispose()
