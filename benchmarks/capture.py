@@ -6,8 +6,10 @@ Part 1 is an A/B in one process with Flask's test client on a trivial route: bar
 Flask, then the same app with Statistics in buffered mode and in sync mode, both on
 a SQLite file. Rounds alternate between the variants; the figures are medians.
 Part 2 enqueues synthetic records straight into the writer and times until they are
-committed, into a SQLite file and into PostgreSQL (STATISTICS_BENCH_POSTGRESQL,
-default postgresql+psycopg://postgres@127.0.0.1:5432/test; skipped if unreachable).
+committed, into a SQLite file, PostgreSQL (STATISTICS_BENCH_POSTGRESQL, default
+postgresql+psycopg://postgres@127.0.0.1:5432/test) and MariaDB (STATISTICS_BENCH_MARIADB,
+default mysql+pymysql://root@127.0.0.1:3306/test), each skipped if unreachable, without
+and with the rollup tables, rounds alternating.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import traffic  # noqa: E402
 POSTGRESQL = os.environ.get(
     "STATISTICS_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+MARIADB = os.environ.get("STATISTICS_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
 def make_app(mode: str | None, directory: str) -> tuple[Flask, Statistics | None]:
@@ -97,12 +100,15 @@ def request_overhead(requests: int, rounds: int) -> None:
                 app.extensions["statistics"].writer.stop()
 
 
-def synthetic_records(count: int) -> list[Record]:
+def synthetic_records(count: int, rate: float = 20_000.0) -> list[Record]:
+    """``count`` records of the demo's traffic mix, arriving in order at ``rate`` a
+    second from now, as a writer keeping up with a busy app receives them."""
     records = []
-    for row in traffic.generate(days=1, per_day=count, seed=3):
+    start = time.time()
+    for n, row in enumerate(traffic.generate(days=1, per_day=count, seed=3)):
         record = Record(
-            row["date"].timestamp(), 0.0, row["method"], row["path"], row["user_agent"],
-            row["remote_address"], row["referrer"],
+            start + n / rate, 0.0, row["method"], row["path"], row["user_agent"],
+            row["remote_address"], row["referrer"], row["route"],
         )
         record.end = row["response_time"]
         record.status_code = row["status_code"]
@@ -113,37 +119,59 @@ def synthetic_records(count: int) -> list[Record]:
     return records
 
 
-def writer_throughput(url: str, label: str, records: list[Record], rounds: int) -> None:
+def throughput_app(url: str, label: str, records: list[Record], rollups: bool) -> tuple[Flask, SQLAlchemy] | None:
     app = Flask(f"throughput_{label}")
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config["STATISTICS_TABLE_NAME"] = f"bench_{uuid.uuid4().hex[:8]}"
     app.config["STATISTICS_QUEUE_SIZE"] = len(records) + 1
     app.config["STATISTICS_QUEUE_BYTES"] = 2**40  # hold every record: this measures the writer
+    app.config["STATISTICS_BATCH_SIZE"] = int(os.environ.get("BENCH_BATCH", "2000"))
     db = SQLAlchemy(app)
     Statistics(app, db)
     state = app.extensions["statistics"]
     try:
         with app.app_context():
             state.table.create(db.engine)
+            if rollups:
+                state.rollups.create(db.engine)
     except sa.exc.OperationalError as exc:
         print(f"  {label}: skipped, not reachable ({str(exc).splitlines()[0]})")
-        return
-    writer = state.writer
-    rates = []
+        return None
+    return app, db
+
+
+def writer_throughput(url: str, label: str, records: list[Record], rounds: int) -> None:
+    """Rows per second without and with rollups, rounds alternating between the two."""
+    variants = {}
+    for rollups in (False, True):
+        made = throughput_app(url, label, records, rollups)
+        if made is None:
+            return
+        variants[rollups] = made
+    rates: dict[bool, list[float]] = {False: [], True: []}
     try:
         for _ in range(rounds):
-            start = time.perf_counter()
-            for record in records:
-                writer.emit(record)
-            assert writer.flush(timeout=600)
-            rates.append(len(records) / (time.perf_counter() - start))
-        print(f"  {label:<22} {stats.median(rates):>10,.0f} rows/s  "
-              f"(median of {rounds} rounds of {len(records):,}; dropped {writer.dropped})")
+            for rollups, (app, _db) in variants.items():
+                writer = app.extensions["statistics"].writer
+                start = time.perf_counter()
+                for record in records:
+                    writer.emit(record)
+                assert writer.flush(timeout=600)
+                rates[rollups].append(len(records) / (time.perf_counter() - start))
+        for rollups in (False, True):
+            writer = variants[rollups][0].extensions["statistics"].writer
+            name = f"{label}, {'with' if rollups else 'no'} rollups"
+            print(f"  {name:<32} {stats.median(rates[rollups]):>10,.0f} rows/s  "
+                  f"(median of {rounds} rounds of {len(records):,}; dropped {writer.dropped})")
     finally:
-        writer.stop()
-        with app.app_context():
-            state.table.drop(db.engine)
-            db.engine.dispose()
+        for app, db in variants.values():
+            state = app.extensions["statistics"]
+            state.writer.stop()
+            with app.app_context():
+                state.rollups.rollup.drop(db.engine, checkfirst=True)
+                state.rollups.state.drop(db.engine, checkfirst=True)
+                state.table.drop(db.engine)
+                db.engine.dispose()
 
 
 def main() -> None:
@@ -151,14 +179,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--writer-only", action="store_true", help="skip part 1")
     args = parser.parse_args()
-    request_overhead(args.requests, args.rounds)
-    print()
+    if not args.writer_only:
+        request_overhead(args.requests, args.rounds)
+        print()
     print("Writer throughput (user-agent parsing and truncation included)")
     records = synthetic_records(args.rows)
     with tempfile.TemporaryDirectory() as directory:
         writer_throughput(f"sqlite:///{directory}/throughput.db", "SQLite file", records, 3)
     writer_throughput(POSTGRESQL, "PostgreSQL", records, 3)
+    writer_throughput(MARIADB, "MariaDB", records, 3)
 
 
 if __name__ == "__main__":

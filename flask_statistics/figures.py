@@ -63,9 +63,10 @@ def top(
 
 
 def top_paths(
-    conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters, limit: int = 20
+    conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters,
+    limit: int = 20, by: str = "path",
 ) -> list[queries.PathStats]:
     found = _plan(conn, store, filters)
     if found is None:
-        return queries.top_paths(conn, table, filters, limit)
-    return read.top_paths(conn, found, limit)
+        return queries.top_paths(conn, table, filters, limit, by)
+    return read.top_paths(conn, found, limit, by)

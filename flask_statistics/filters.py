@@ -20,7 +20,8 @@ TEXT_FILTERS = ("method", "browser", "platform", "remote_address", "user_agent")
 # Query-string values that are the defaults and so are left out of links.
 _DEFAULT_ARGS = {"path_match": "exact", "sort": "date", "order": "desc", "page": "1"}
 _ARG_NAMES = (
-    "start", "end", "path", "path_match", "status", *TEXT_FILTERS, "sort", "order", "page",
+    "start", "end", "path", "path_match", "route", "status", *TEXT_FILTERS, "sort", "order",
+    "page",
 )
 
 
@@ -52,6 +53,8 @@ class Filters:
     until: datetime
     path: str | None = None
     path_match: str = "exact"
+    #: The matched URL rule, e.g. "/products/<int:id>" (tables with a route column).
+    route: str | None = None
     status: int | None = None
     status_class: int | None = None
     method: str | None = None
@@ -96,7 +99,7 @@ class Filters:
         return any(
             value is not None
             for value in (
-                self.path, self.status, self.status_class,
+                self.path, self.route, self.status, self.status_class,
                 *(getattr(self, name) for name in TEXT_FILTERS),
             )
         )
@@ -130,7 +133,7 @@ class Filters:
         """The query string for these filters with ``changes`` applied, leaving out
         empty and default values; a change to None removes that argument.
 
-        Keys are the form's field names: start, end, path, path_match, status, method,
+        Keys are the form's field names: start, end, path, path_match, route, status, method,
         browser, platform, remote_address, user_agent, sort, order, page.
         """
         args: dict[str, t.Any] = {
@@ -138,6 +141,7 @@ class Filters:
             "end": self.end_day if self.end_explicit else None,
             "path": self.path,
             "path_match": self.path_match,
+            "route": self.route,
             "status": self.status_arg,
             **{name: getattr(self, name) for name in TEXT_FILTERS},
             "sort": self.sort,

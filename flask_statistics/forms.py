@@ -104,6 +104,7 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
         invalid_message="Enter the end date as YYYY-MM-DD.",
     )
     path = _text_field("Path")
+    route = _text_field("Route")
     path_match = wtforms.SelectField(
         "Match",
         choices=_choices(("exact", "Exact path"), ("prefix", "Path prefix")),
@@ -222,6 +223,7 @@ def parse_filters(
         tz=tz_name,
         path=path,
         path_match=form.path_match.data if path is not None else "exact",
+        route=_text(form.route.data),
         status=status,
         status_class=status_class,
         **{name: _text(getattr(form, name).data) for name in TEXT_FILTERS},

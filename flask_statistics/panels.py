@@ -26,6 +26,7 @@ from .formatting import (
 )
 from .rollups.read import OTHER
 from .rollups.store import Store
+from .schema import present_columns
 from .security import EXTERNAL_REL, external_url
 
 #: Longest value a drill-down link may carry; the form rejects longer ones.
@@ -141,6 +142,14 @@ class View:
         if "source" not in self._cache:
             self._cache["source"] = figures.source(self.conn, self.store, self.filters)
         return bool(self._cache["source"] == "rollups")
+
+    @property
+    def routes(self) -> bool:
+        """Whether the table records routes (the column exists in the database)."""
+        if "route" not in self.table.c:
+            return False
+        present = present_columns(self.conn.engine, self.table)
+        return present is None or "route" in present
 
     @property
     def visitors_hint(self) -> str:
@@ -287,8 +296,10 @@ def build_top(view: View) -> dict[str, t.Any]:
 
 
 def build_paths(view: View) -> dict[str, t.Any]:
-    rows = figures.top_paths(view.conn, view.store, view.table, view.filters, TOP_PATHS_LIMIT)
-    return {"path_rows": rows, "approximate": view.approximate}
+    # Routes first where the table has them; a route's drill-down lists its paths.
+    by = "route" if view.routes and view.filters.route is None and view.filters.path is None else "path"
+    rows = figures.top_paths(view.conn, view.store, view.table, view.filters, TOP_PATHS_LIMIT, by)
+    return {"path_rows": rows, "approximate": view.approximate, "paths_by": by}
 
 
 def build_requests(view: View) -> dict[str, t.Any]:

@@ -117,6 +117,9 @@ def _where(
     if filters.path is not None:
         match = text_startswith if filters.path_match == "prefix" else text_equals
         conditions.append(match(dialect, c.path, filters.path))
+    if filters.route is not None:
+        # A table without the column has no rows of any route.
+        conditions.append(text_equals(dialect, c.route, filters.route) if "route" in c else sa.false())
     if filters.status is not None:
         conditions.append(c.status_code == filters.status)
     if filters.status_class is not None:
@@ -376,14 +379,14 @@ def top(
 
 
 def top_paths(
-    conn: sa.Connection, table: sa.Table, filters: Filters, limit: int = 20
+    conn: sa.Connection, table: sa.Table, filters: Filters, limit: int = 20, by: str = "path"
 ) -> list[PathStats]:
-    """The ``limit`` busiest paths with their visitors, times, error rate and last
-    hit, most hits first, ties by path."""
+    """The ``limit`` busiest paths (or routes, ``by="route"``, in ``path``) with their
+    visitors, times, error rate and last hit, most hits first, ties by name."""
     d = conn.dialect
     c = table.c
     rt = as_double(d, c.response_time)
-    path = exact_text(d, c.path)
+    path = exact_text(d, c[by])
     where = _where_all(conn, table, filters)
     base = (
         sa.select(
@@ -416,7 +419,7 @@ def top_paths(
     rows = list(conn.execute(query).mappings())
     p95 = [row.get("p95") for row in rows]
     if not inline and rows:
-        p95 = _path_p95(conn, c.path, path, rt, where, [row["path"] for row in rows])
+        p95 = _path_p95(conn, c[by], path, rt, where, [row["path"] for row in rows])
     return [
         PathStats(
             path=row["path"],

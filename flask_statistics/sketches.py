@@ -377,6 +377,11 @@ class Visitors:
         return round(_estimate(t.cast(bytearray, self._registers)))
 
     @property
+    def empty(self) -> bool:
+        """Whether no visitor was counted (cheaper than :meth:`count`)."""
+        return self._hashes is not None and not self._hashes
+
+    @property
     def exact(self) -> bool:
         """Whether the count is exact (at most ``SPARSE_LIMIT`` visitors)."""
         return self._hashes is not None

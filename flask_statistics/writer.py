@@ -380,7 +380,7 @@ class _Core:
         the lock (and so the rollups) was taken."""
         with conn.begin():
             locked = rollups is not None and rollups.lock(conn)
-            conn.exec_driver_sql(self._rows.statement, rows)
+            self._rows.insert(conn, rows)
             if locked and entries:
                 assert rollups is not None
                 rollups.apply(conn, entries)

@@ -132,6 +132,14 @@ def assert_same(tables: Tables, filters: Filters, paths: bool = True) -> None:
         for a, b in zip(got_paths, want_paths):
             assert close(a.avg, b.avg, 1e-6) and close(a.p95, b.p95, 0.0101)
             assert a.last_seen is not None and abs(a.last_seen - b.last_seen) < timedelta(milliseconds=1)
+        if "route" in table.c:
+            got_routes = figures.top_paths(conn, store, table, filters, 50, by="route")
+            want_routes = queries.top_paths(conn, table, filters, 50, by="route")
+            assert [(p.path, p.hits, p.visitors, p.error_rate) for p in got_routes] == [
+                (p.path, p.hits, p.visitors, p.error_rate) for p in want_routes
+            ]
+            for a, b in zip(got_routes, want_routes):
+                assert close(a.avg, b.avg, 1e-6) and close(a.p95, b.p95, 0.0101)
 
 
 WEEK = Filters.between(date(2024, 3, 4), date(2024, 3, 10))
@@ -280,7 +288,8 @@ def test_the_writer_keeps_rollups_equal_to_its_rows(make_app: t.Any) -> None:
         routes = dict(conn.execute(sa.select(tables.store.rollup.c.path, tables.store.rollup.c.route)
                                    .where(tables.store.rollup.c.grain == PATH)).all())
     assert routes["/items/5"] == "/items/<int:id>" and routes["/nowhere"] is None
-    for extra in ({}, {"status_class": 4}, {"method": "POST"}, {"path": "/items/", "path_match": "prefix"}):
+    for extra in ({}, {"status_class": 4}, {"method": "POST"}, {"path": "/items/", "path_match": "prefix"},
+                  {"route": "/items/<int:id>"}, {"route": "/items/<int:id>", "status": 404}):
         assert_same(tables, today_filters(**extra))
         assert_same(tables, today_filters(3, **extra))
     with tables.engine.connect() as conn:  # bots are not visitors

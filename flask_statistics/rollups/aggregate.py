@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, tzinfo
 from ..buckets import to_local
 from ..filters import METHODS, local_midnight_utc
 from ..sketches import Histogram, Visitors
+from .counts import add as add_counts
 from .tables import (
     BROWSER, CLASS, DAY, METHOD_LENGTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER,
     ROUTE_LENGTH, STATUS,
@@ -41,7 +42,7 @@ QUARTER_SECONDS = 900
 class Entry:
     """The sums of one rollup row."""
 
-    __slots__ = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors")
+    __slots__ = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -51,6 +52,7 @@ class Entry:
         self.last_seen: datetime | None = None
         self.times = Histogram()
         self.visitors = Visitors()
+        self.counts: dict[t.Optional[str], int] | None = None
 
     def add(self, fact: Fact, visitor_hash: int | None) -> None:
         self.hits += 1
@@ -122,8 +124,8 @@ class Totals:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[t.Any, ...], Entry] = {}
-        #: (quarter, grain, value, is_bot) -> hits, for the top-list grains.
-        self.tops: dict[tuple[t.Any, ...], int] = {}
+        #: (quarter, grain, method, status, is_bot) -> {value: hits}, for top lists.
+        self.tops: dict[tuple[t.Any, ...], dict[t.Optional[str], int]] = {}
         self._hashes: dict[str, int] = {}
 
     def add(self, facts: t.Iterable[Fact]) -> None:
@@ -147,8 +149,12 @@ class Totals:
                     code = hashes[visitor] = Visitors.hash(visitor)
             entry.add(fact, code)
             for grain, place in _TOP_VALUES:
-                top = (quarter, grain, fact[place], fact[8])
-                tops[top] = tops.get(top, 0) + 1
+                top = (quarter, grain, fact[1], fact[2], fact[8])
+                counts = tops.get(top)
+                if counts is None:
+                    counts = tops[top] = {}
+                value = fact[place]
+                counts[value] = counts.get(value, 0) + 1
 
     def rollup(self, day_of: DayOf) -> dict[Key, Entry]:
         """Every rollup row the facts add to, keyed by tier, bucket, grain and
@@ -171,15 +177,18 @@ class Totals:
                 into((tier, bucket, PATH, route, path, False, method, status, is_bot), entry)
                 into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry)
                 into((tier, bucket, CLASS, None, None, False, None, cls, is_bot), entry)
-        for (quarter, grain, value, is_bot), hits in self.tops.items():
+        for (quarter, grain, method, status, is_bot), counts in self.tops.items():
             day = day_of(quarter)
-            value = _cut(value, PATH_LENGTH)
+            method = method_key(_cut(method, METHOD_LENGTH))
+            hits = sum(counts.values())
             for tier, bucket in ((QUARTER, quarter), (DAY, day)):
-                key: Key = (tier, bucket, grain, None, value, False, None, None, is_bot)
+                key: Key = (tier, bucket, grain, None, None, False, method, status, is_bot)
                 target = out.get(key)
                 if target is None:
                     target = out[key] = Entry()
+                    target.counts = {}
                 target.hits += hits
+                add_counts(t.cast(dict, target.counts), counts)
         return out
 
 

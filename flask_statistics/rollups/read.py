@@ -9,7 +9,6 @@ are merged here, only for the rows a figure needs.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import typing as t
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from ..dialects import exact_text, int_div, text_equals, text_startswith
 from ..filters import Filters
 from ..sketches import Histogram, Visitors
 from .aggregate import method_key, quarter_aligned
+from . import counts
 from .store import State, Store, _naive
 from .tables import CLASS, DAY, PATH, QUARTER, STATUS, TOP_GRAINS
 
@@ -91,7 +91,7 @@ def plan(
         return None
     assert state is not None
     tier = QUARTER if hourly or state.zone != filters.tz else DAY
-    if filters.path is not None:
+    if filters.path is not None or filters.route is not None:
         grain = PATH
     elif filters.status is not None or filters.method is not None:
         grain = STATUS
@@ -120,6 +120,8 @@ def plan_for(store: Store, filters: Filters, grain: int, tier: int, dialect: t.A
         match = text_startswith if filters.path_match == "prefix" else text_equals
         conditions.append(match(dialect, r.path, filters.path))
         conditions.append(r.other.is_(False))
+    if grain == PATH and filters.route is not None:
+        conditions.append(text_equals(dialect, r.route, filters.route))
     if filters.status is not None:
         conditions.append(r.status == filters.status)
     if filters.status_class is not None:
@@ -235,10 +237,27 @@ def status_classes(conn: sa.Connection, found: Plan) -> list[tuple[str, int]]:
 
 def ranks(found: Plan, column: str) -> bool:
     """Whether rollups hold the top list of ``column`` for ``found``'s filters: the
-    browser, platform and referrer lists are kept unfiltered only."""
+    browser, platform and referrer lists are kept by method and status, not by path."""
     if column in TOP_GRAINS:
-        return found.grain == CLASS and not found.conditions
+        return found.grain in (CLASS, STATUS)
     return column in ("method", "path")
+
+
+def _top_counts(conn: sa.Connection, found: Plan, limit: int) -> list[tuple[t.Any, int]]:
+    r = found.store.rollup.c
+    total: dict[t.Any, int] = {}
+    other = 0
+    for (blob,) in conn.execute(sa.select(r.counts).where(*found.where())):
+        values, folded = counts.decode(blob)
+        counts.add(total, values)
+        other += folded
+    if other:
+        total[OTHER] = other
+    ranked = sorted(
+        total.items(),
+        key=lambda kv: (-kv[1], kv[0] is None or kv[0] is OTHER, kv[0] is OTHER, "" if kv[0] is None or kv[0] is OTHER else kv[0]),
+    )
+    return ranked[:limit]
 
 
 def top(conn: sa.Connection, found: Plan, column: str, limit: int) -> list[tuple[t.Any, int]]:
@@ -255,10 +274,7 @@ def top(conn: sa.Connection, found: Plan, column: str, limit: int) -> list[tuple
         value = exact_text(conn.dialect, r.path)
         keys = [r.other, value]
     elif column in TOP_GRAINS:
-        found = dataclasses.replace(found, grain=TOP_GRAINS[column], conditions=())
-        r = found.store.rollup.c
-        value = exact_text(conn.dialect, r.path)
-        keys = [r.other, value]
+        return _top_counts(conn, plan_for(found.store, found.filters, TOP_GRAINS[column], found.tier, found.dialect), limit)
     else:
         raise ValueError(f"rollups rank methods, paths, browsers, platforms and referrers, not {column!r}")
     hits = sa.func.sum(r.hits)
@@ -279,10 +295,16 @@ def top(conn: sa.Connection, found: Plan, column: str, limit: int) -> list[tuple
     return out
 
 
-def top_paths(conn: sa.Connection, found: Plan, limit: int) -> list[queries.PathStats]:
+def top_paths(
+    conn: sa.Connection, found: Plan, limit: int, by: str = "path"
+) -> list[queries.PathStats]:
+    """The busiest paths, or routes (``by="route"``: folded paths keep their route,
+    so every request counts)."""
     found = found.at_least(PATH)
     r = found.store.rollup.c
-    path = exact_text(conn.dialect, r.path).label("path")
+    column = r[by]
+    path = exact_text(conn.dialect, column).label("path")
+    kept = [] if by == "route" else [r.other.is_(False)]
     hits = sa.func.sum(r.hits)
     errors = sa.func.sum(sa.case((r.status >= 400, r.hits), else_=0))
     query = (
@@ -291,7 +313,7 @@ def top_paths(conn: sa.Connection, found: Plan, limit: int) -> list[queries.Path
             sa.func.sum(r.time_sum).label("time_sum"), errors.label("errors"),
             sa.func.max(r.last_seen).label("last_seen"),
         )
-        .where(*found.where(), r.other.is_(False))
+        .where(*found.where(), *kept)
         .group_by(path)
         .order_by(hits.desc(), path.is_(None), path)
         .limit(limit)
@@ -300,10 +322,13 @@ def top_paths(conn: sa.Connection, found: Plan, limit: int) -> list[queries.Path
     if not ranked:
         return []
     names = [row.path for row in ranked if row.path is not None]
+    wanted = [column.in_(names)] if names else []
+    if len(names) < len(ranked):
+        wanted.append(column.is_(None))
     sketches: dict[t.Any, list[t.Any]] = {}
-    if names:
+    if wanted:
         blobs = sa.select(path, r.times, r.visitors).where(
-            *found.where(), r.other.is_(False), r.path.in_(names)
+            *found.where(), *kept, sa.or_(*wanted)
         )
         for row in conn.execute(blobs):
             sketches.setdefault(row.path, []).append(row)

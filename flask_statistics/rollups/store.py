@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from ..sketches import Histogram, Visitors
+from . import counts
 from .aggregate import Entry, Key
 from .tables import CAPPED, DAY, QUARTER, rollup_table, state_table
 
@@ -28,7 +29,7 @@ logger = logging.getLogger("flask_statistics")
 #: Most path rows one bucket keeps; further paths are folded into "other".
 PATH_CAP = {QUARTER: 1000, DAY: 5000}
 _CHUNK = 500
-_SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors")
+_SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
 
 
 def digest(key: Key) -> str:
@@ -235,13 +236,25 @@ def _naive(moment: datetime) -> datetime:
 
 
 def _merged(row: t.Any, entry: Entry) -> dict[str, t.Any]:
-    times = Histogram.from_bytes(row.times)
-    times.merge(entry.times)
-    visitors = Visitors.from_bytes(row.visitors)
-    visitors.merge(entry.visitors)
+    # Sketches are decoded and written again only when the entry adds to them.
+    times = row.times
+    if entry.times.count:
+        merged = Histogram.from_bytes(times)
+        merged.merge(entry.times)
+        times = merged.to_bytes()
+    visitors = row.visitors
+    if not entry.visitors.empty:
+        seen = Visitors.from_bytes(visitors)
+        seen.merge(entry.visitors)
+        visitors = seen.to_bytes()
     last = row.last_seen
     if last is None or (entry.last_seen is not None and entry.last_seen > _naive(last)):
         last = entry.last_seen
+    counted = row.counts
+    if entry.counts:
+        values, other = counts.decode(counted)
+        counts.add(values, entry.counts)
+        counted = counts.encode(values, other)
     return {
         "row_id": row.id,
         "new_hits": int(row.hits) + entry.hits,
@@ -249,8 +262,9 @@ def _merged(row: t.Any, entry: Entry) -> dict[str, t.Any]:
         "new_timed": int(row.timed) + entry.timed,
         "new_time_sum": float(row.time_sum) + entry.time_sum,
         "new_last_seen": last,
-        "new_times": times.to_bytes(),
-        "new_visitors": visitors.to_bytes(),
+        "new_times": times,
+        "new_visitors": visitors,
+        "new_counts": counted,
     }
 
 
@@ -261,5 +275,7 @@ def _new_row(key_digest: str, key: Key, entry: Entry) -> dict[str, t.Any]:
         "path": path, "other": other, "method": method, "status": status, "is_bot": is_bot,
         "hits": entry.hits, "bytes": entry.bytes, "timed": entry.timed,
         "time_sum": entry.time_sum, "last_seen": entry.last_seen,
-        "times": entry.times.to_bytes(), "visitors": entry.visitors.to_bytes(),
+        "times": entry.times.to_bytes() if entry.times.count else None,
+        "visitors": None if entry.visitors.empty else entry.visitors.to_bytes(),
+        "counts": counts.encode(entry.counts) if entry.counts else None,
     }

@@ -12,7 +12,8 @@ DAY = 1  # a local day of the zone recorded in the state row
 CLASS = 0  # status class (in ``status``: 1-5, 0 for codes outside 100-599), is_bot
 STATUS = 1  # method, status, is_bot
 PATH = 2  # route, path (or other), method, status, is_bot
-#: One value (in ``path``) and is_bot, hits only: the unfiltered top lists.
+#: Top lists: method, status, is_bot, with the hits of each browser, platform or
+#: referrer in ``counts`` (see :mod:`.counts`).
 BROWSER = 3
 PLATFORM = 4
 REFERRER = 5
@@ -20,7 +21,7 @@ GRAINS = (CLASS, STATUS, PATH, BROWSER, PLATFORM, REFERRER)
 #: The top-list grain of each column.
 TOP_GRAINS = {"browser": BROWSER, "platform": PLATFORM, "referrer": REFERRER}
 #: Grains whose distinct values a client controls: capped per bucket.
-CAPPED = (PATH, BROWSER, PLATFORM, REFERRER)
+CAPPED = (PATH,)
 
 #: Longest path and route kept in a rollup row.
 PATH_LENGTH = 2048
@@ -49,7 +50,7 @@ def rollup_table(table: sa.Table) -> sa.Table:
         sa.Column("grain", sa.SmallInteger, nullable=False),
         sa.Column("bucket", sa.DateTime, nullable=False),  # naive UTC start
         sa.Column("route", sa.String(ROUTE_LENGTH)),
-        sa.Column("path", sa.String(PATH_LENGTH)),  # or the value of a top-list grain
+        sa.Column("path", sa.String(PATH_LENGTH)),
         sa.Column("other", sa.Boolean, nullable=False, default=False),
         sa.Column("method", sa.String(METHOD_LENGTH)),
         sa.Column("status", sa.Integer),
@@ -61,6 +62,7 @@ def rollup_table(table: sa.Table) -> sa.Table:
         sa.Column("last_seen", sa.DateTime),
         sa.Column("times", sa.LargeBinary),  # sketches.Histogram
         sa.Column("visitors", sa.LargeBinary),  # sketches.Visitors, bots left out
+        sa.Column("counts", sa.LargeBinary),  # counts.encode, top-list grains only
         sa.Index(f"ux_{name}_key", "key", unique=True),
         sa.Index(f"ix_{name}_scan", "grain", "tier", "bucket"),
         schema=table.schema,

@@ -1,0 +1,34 @@
+"""Value counts of one rollup row (its browsers, platforms or referrers), kept as
+one small JSON blob so a top list costs one row per bucket and filter combination,
+not one per value. The busiest ``CAP`` values are kept; the rest add up in "other"."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+#: Most distinct values one row keeps.
+CAP = 500
+
+Counts = dict[t.Optional[str], int]
+
+
+def encode(counts: Counts, other: int = 0) -> bytes:
+    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    if len(items) > CAP:
+        other += sum(count for _, count in items[CAP:])
+        items = items[:CAP]
+    # ensure_ascii: a recorded value may hold lone surrogates, which stay escaped.
+    return json.dumps({"v": items, "other": other}, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def decode(data: bytes | None) -> tuple[Counts, int]:
+    if not data:
+        return {}, 0
+    found = json.loads(bytes(data))
+    return {value: count for value, count in found["v"]}, int(found.get("other", 0))
+
+
+def add(into: Counts, counts: Counts) -> None:
+    for value, count in counts.items():
+        into[value] = into.get(value, 0) + count
