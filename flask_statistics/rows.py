@@ -40,7 +40,7 @@ class RowBuilder:
         self._processors: list[tuple[int, t.Callable[[t.Any], t.Any]]] = []
         self.statement = ""
         self._named = False
-        self._multi: tuple[str, str] | None = None
+        self._copy: str | None = None
         self._seconds = False
         self._use(self._optional)
 
@@ -83,11 +83,14 @@ class RowBuilder:
         if order is not None and order != self._keys:
             raise RuntimeError(f"unexpected parameter order {order} for {self.table.name}")
         self._named = not compiled.positional
-        self._multi = None
-        if dialect.name == "postgresql" and dialect.paramstyle in ("pyformat", "format"):
-            # One INSERT of many rows: psycopg's executemany sends a statement per row.
-            head = self.statement.partition(" VALUES ")[0]
-            self._multi = (head + " VALUES ", "(" + ", ".join(["%s"] * len(self.columns)) + ")")
+        self._copy = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            # COPY takes rows about seven times as fast as executemany.
+            quote = dialect.identifier_preparer
+            self._copy = (
+                f"COPY {quote.format_table(self.table)} "
+                f"({', '.join(quote.format_column(c) for c in self.columns)}) FROM STDIN"
+            )
             self._named = False
         # MariaDB keeps whole seconds in a DATETIME without a fraction, cutting the rest.
         fsp = getattr(self.table.c["date"].type, "fsp", None)
@@ -101,14 +104,24 @@ class RowBuilder:
 
     def insert(self, conn: sa.Connection, rows: list[t.Any]) -> None:
         """Insert ``rows`` (from :meth:`rows`) on ``conn``, in the current transaction."""
-        if self._multi is None:
+        if self._copy is None:
             conn.exec_driver_sql(self.statement, rows)
             return
-        head, one = self._multi
-        for start in range(0, len(rows), MULTI_ROWS):
-            part = rows[start : start + MULTI_ROWS]
-            statement = _multi_statement(head, one, len(part))
-            conn.exec_driver_sql(statement, tuple(v for row in part for v in row))
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            with raw.cursor() as cursor, cursor.copy(self._copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except Exception as exc:
+            # Raised as SQLAlchemy would have, so failures are judged the same way.
+            broken = bool(getattr(raw, "broken", False) or getattr(raw, "closed", False))
+            if broken:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                self._copy, None, exc, Exception, hide_parameters=True,
+                connection_invalidated=broken, dialect=conn.dialect,
+            ) from exc
 
     def rows(self, records: t.Iterable[Record], facts: list[t.Any] | None = None) -> list[t.Any]:
         """Driver parameters for ``records``: tuples, or dicts for named paramstyles.
@@ -165,15 +178,6 @@ class RowBuilder:
             if value is not None:
                 row[i] = process(value)
         return tuple(row)
-
-
-#: Rows per multi-row INSERT (PostgreSQL allows 65,535 parameters a statement).
-MULTI_ROWS = 1000
-
-
-@lru_cache(maxsize=8)
-def _multi_statement(head: str, one: str, count: int) -> str:
-    return head + ", ".join([one] * count)
 
 
 #: Positions of the recorded strings in a row (method, path, user agent, address,
