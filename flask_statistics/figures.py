@@ -8,6 +8,7 @@ Each function has the signature of its namesake in :mod:`.queries` plus the roll
 from __future__ import annotations
 
 import typing as t
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
@@ -28,6 +29,23 @@ def _plan(conn: sa.Connection, store: Store | None, filters: Filters) -> read.Pl
 def source(conn: sa.Connection, store: Store | None, filters: Filters) -> str:
     """"rollups" or "rows": where the figures of ``filters`` come from."""
     return "rows" if _plan(conn, store, filters) is None else "rollups"
+
+
+def pruned_before(
+    conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters
+) -> datetime | None:
+    """The date of the oldest raw row, when the rollups still count requests of the
+    window from before it: their rows were pruned, so the request log cannot show
+    them. None otherwise."""
+    found = _plan(conn, store, filters)
+    if found is None:
+        return None
+    oldest = conn.execute(sa.select(sa.func.min(table.c.date))).scalar()
+    if oldest is not None and oldest.tzinfo is not None:
+        oldest = oldest.astimezone(timezone.utc).replace(tzinfo=None)
+    if oldest is not None and oldest <= filters.since:
+        return None
+    return read.counted_before(conn, found, oldest)
 
 
 def kpis(conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters) -> queries.Kpis:

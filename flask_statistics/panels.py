@@ -304,7 +304,8 @@ def build_paths(view: View) -> dict[str, t.Any]:
 
 def build_requests(view: View) -> dict[str, t.Any]:
     page = queries.request_page(view.conn, view.table, view.filters, view.page_size)
-    return {"log": page}
+    pruned = figures.pruned_before(view.conn, view.store, view.table, view.filters)
+    return {"log": page, "pruned_before": pruned}
 
 
 class Formatter:

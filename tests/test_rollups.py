@@ -487,3 +487,85 @@ def test_concurrent_workers_and_a_killed_one_keep_rollups_exact(
         tables.table.drop(tables.engine)
         app.extensions["statistics"].writer.stop(timeout=2)
         tables.engine.dispose()
+
+
+# ---------------------------------------------------------------------------------
+# The dashboard and the command line
+
+
+def test_the_log_says_when_pruned_requests_are_still_counted(make_app: t.Any) -> None:
+    app, db, _model, statistics = make_app(model="default", config={"STATISTICS_TIMEZONE": "UTC"})
+    serve(app)
+    tables = Tables(app, db)
+    rng = random.Random(6)
+    today = datetime.utcnow().date()
+    first = datetime.combine(today - timedelta(days=5), datetime.min.time())
+    tables.insert(random_rows(rng, first, first + 4 * DAY, 400))
+    tables.rebuild()
+    client = app.test_client()
+    query = f"/statistics/partials/requests?start={today - timedelta(days=6)}&end={today}"
+    page = client.get(query, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "pruned" not in page
+    with tables.engine.begin() as conn:  # what prune or STATISTICS_RETENTION does
+        conn.execute(tables.table.delete().where(tables.table.c.date < first + 2 * DAY))
+    page = client.get(query, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="pruned-note"' in page and "still count them" in page
+    kpis = client.get(f"/statistics/partials/kpis?start={today - timedelta(days=6)}&end={today}",
+                      headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "≈" in kpis  # the sketches' figures say they are approximate
+    assert '<span class="kpi-value">400</span>' in kpis  # pruned requests still count
+
+
+def test_rebuild_command_counts_imported_rows(make_app: t.Any) -> None:
+    app, db, _model, statistics = make_app(model="default")
+    state = app.extensions["statistics"]
+    with app.app_context():
+        state.rollups.rollup.drop(db.engine)
+        state.rollups.state.drop(db.engine)
+        state.rollups.forget(db.engine)
+    tables_rows = random_rows(random.Random(12), WEEK.since, WEEK.until, 600)
+    with app.app_context(), db.engine.begin() as conn:  # an import: rows without rollups
+        conn.execute(state.table.insert(), tables_rows)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["statistics", "rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "Rebuilt the rollups of 7 days from 600 rows." in result.output
+    tables = Tables(app, db)
+    assert_same(tables, WEEK)
+    # Only from a day on: the rows of earlier days are not read again.
+    result = runner.invoke(args=["statistics", "rebuild", "--since", "2024-03-09"])
+    assert result.exit_code == 0 and "of 2 days from 2024-03-09" in result.output
+    assert_same(tables, WEEK)
+    result = runner.invoke(args=["statistics", "rebuild", "--since", "09/03/2024"])
+    assert result.exit_code == 2 and "%Y-%m-%d" in result.output
+
+
+def test_rollup_retention_deletes_old_rollups_only(make_app: t.Any) -> None:
+    from flask_statistics.rollups.retention import RollupRetention
+
+    app, db, _model, statistics = make_app(model="default")
+    tables = Tables(app, db)
+    now = datetime.utcnow()
+    tables.insert(random_rows(random.Random(3), now - 10 * DAY, now - HOUR, 500))
+    tables.rebuild()
+    RollupRetention(tables.store, timedelta(days=3))(tables.engine)
+    r = tables.store.rollup.c
+    with tables.engine.connect() as conn:
+        oldest = conn.execute(sa.select(sa.func.min(r.bucket))).scalar()
+        raw = conn.execute(sa.select(sa.func.count()).select_from(tables.table)).scalar()
+    assert oldest >= now - 3 * DAY - DAY  # a day row starts at most a day before the cutoff
+    assert raw == 500
+
+
+def test_health_shows_the_backfill(make_app: t.Any) -> None:
+    app, db, _model, statistics = make_app(model="default")
+    tables = Tables(app, db)
+    tables.insert(random_rows(random.Random(2), WEEK.since, WEEK.until, 300))
+    backfill = app.extensions["statistics"].backfill
+    backfill(tables.engine)  # the first day
+    health = statistics.health(app)
+    assert health.backfill_before is not None and health.backfill_from is not None
+    assert WEEK.since <= health.backfill_from < health.backfill_before < WEEK.until
+    while backfill.remaining is not None:
+        backfill(tables.engine)
+    assert statistics.health(app).backfill_before is None

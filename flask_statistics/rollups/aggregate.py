@@ -16,7 +16,7 @@ from ..filters import METHODS, local_midnight_utc
 from ..sketches import Histogram, Visitors
 from .counts import add as add_counts
 from .tables import (
-    BROWSER, CLASS, DAY, METHOD_LENGTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER,
+    BROWSER, CLASS, DAY, METHOD_LENGTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER, ROUTE,
     ROUTE_LENGTH, STATUS,
 )
 
@@ -175,6 +175,7 @@ class Totals:
             cls = status_class(status)
             for tier, bucket in ((QUARTER, quarter), (DAY, day)):
                 into((tier, bucket, PATH, route, path, False, method, status, is_bot), entry)
+                into((tier, bucket, ROUTE, route, None, False, method, status, is_bot), entry)
                 into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry)
                 into((tier, bucket, CLASS, None, None, False, None, cls, is_bot), entry)
         for (quarter, grain, method, status, is_bot), counts in self.tops.items():

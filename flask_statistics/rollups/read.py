@@ -20,10 +20,10 @@ from .. import queries
 from ..dialects import exact_text, int_div, text_equals, text_startswith
 from ..filters import Filters
 from ..sketches import Histogram, Visitors
-from .aggregate import method_key, quarter_aligned
+from .aggregate import method_key, quarter_aligned, quarter_start
 from . import counts
 from .store import State, Store, _naive
-from .tables import CLASS, DAY, PATH, QUARTER, STATUS, TOP_GRAINS
+from .tables import CLASS, DAY, DIMENSIONS, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
 
 #: Filters only the raw rows can answer.
 RAW_ONLY = ("browser", "platform", "remote_address", "user_agent")
@@ -71,7 +71,7 @@ class Plan:
 
     def at_least(self, grain: int) -> Plan:
         """The same view from a grain that also keeps the dimensions of ``grain``."""
-        if self.grain >= grain:
+        if DIMENSIONS[self.grain] >= DIMENSIONS[grain]:
             return self
         return plan_for(self.store, self.filters, grain, self.tier, self.dialect)
 
@@ -91,8 +91,10 @@ def plan(
         return None
     assert state is not None
     tier = QUARTER if hourly or state.zone != filters.tz else DAY
-    if filters.path is not None or filters.route is not None:
+    if filters.path is not None:
         grain = PATH
+    elif filters.route is not None:
+        grain = ROUTE
     elif filters.status is not None or filters.method is not None:
         grain = STATUS
     else:
@@ -120,7 +122,7 @@ def plan_for(store: Store, filters: Filters, grain: int, tier: int, dialect: t.A
         match = text_startswith if filters.path_match == "prefix" else text_equals
         conditions.append(match(dialect, r.path, filters.path))
         conditions.append(r.other.is_(False))
-    if grain == PATH and filters.route is not None:
+    if grain in (PATH, ROUTE) and filters.route is not None:
         conditions.append(text_equals(dialect, r.route, filters.route))
     if filters.status is not None:
         conditions.append(r.status == filters.status)
@@ -223,6 +225,24 @@ def timeseries(conn: sa.Connection, found: Plan, unit: t.Any, starts: list[datet
     return queries.Series(unit, points, found.until)
 
 
+def counted_before(conn: sa.Connection, found: Plan, moment: datetime | None) -> datetime | None:
+    """``moment`` (or the window's end, for None) if the window's rollups count
+    requests in quarters that end before it, else None."""
+    r = found.store.rollup.c
+    upto = found.until if moment is None else min(quarter_start(moment), found.until)
+    query = (
+        sa.select(r.id)
+        .where(
+            r.grain == CLASS, r.tier == QUARTER, r.bucket >= found.since, r.bucket < upto,
+            r.hits > 0,
+        )
+        .limit(1)
+    )
+    if conn.execute(query).first() is None:
+        return None
+    return upto
+
+
 def status_classes(conn: sa.Connection, found: Plan) -> list[tuple[str, int]]:
     r = found.store.rollup.c
     cls = _classes(found).label("cls")
@@ -239,7 +259,7 @@ def ranks(found: Plan, column: str) -> bool:
     """Whether rollups hold the top list of ``column`` for ``found``'s filters: the
     browser, platform and referrer lists are kept by method and status, not by path."""
     if column in TOP_GRAINS:
-        return found.grain in (CLASS, STATUS)
+        return found.grain in (CLASS, STATUS)  # not narrowed by path or route
     return column in ("method", "path")
 
 
@@ -300,7 +320,7 @@ def top_paths(
 ) -> list[queries.PathStats]:
     """The busiest paths, or routes (``by="route"``: folded paths keep their route,
     so every request counts)."""
-    found = found.at_least(PATH)
+    found = found.at_least(ROUTE if by == "route" else PATH)
     r = found.store.rollup.c
     column = r[by]
     path = exact_text(conn.dialect, column).label("path")

@@ -17,7 +17,15 @@ PATH = 2  # route, path (or other), method, status, is_bot
 BROWSER = 3
 PLATFORM = 4
 REFERRER = 5
-GRAINS = (CLASS, STATUS, PATH, BROWSER, PLATFORM, REFERRER)
+ROUTE = 6  # route, method, status, is_bot
+GRAINS = (CLASS, STATUS, PATH, BROWSER, PLATFORM, REFERRER, ROUTE)
+#: The dimensions each grain of the figures keeps.
+DIMENSIONS = {
+    CLASS: frozenset(("class", "is_bot")),
+    STATUS: frozenset(("class", "method", "status", "is_bot")),
+    ROUTE: frozenset(("class", "method", "status", "is_bot", "route")),
+    PATH: frozenset(("class", "method", "status", "is_bot", "route", "path")),
+}
 #: The top-list grain of each column.
 TOP_GRAINS = {"browser": BROWSER, "platform": PLATFORM, "referrer": REFERRER}
 #: Grains whose distinct values a client controls: capped per bucket.
