@@ -97,6 +97,8 @@ class _Core:
         self._table = table
         self.mode = mode
         self._batch_size = batch_size
+        # Wake well before the queue is full, whatever the batch size.
+        self._wake_at = max(1, min(batch_size, queue_size // 5))
         self._flush_interval = flush_interval
         self._queue_size = queue_size
         self._queue_bytes = queue_bytes
@@ -136,7 +138,7 @@ class _Core:
             return
         if self._thread is None:
             self._start()
-        elif len(self._queue) >= self._batch_size and not self._wake.is_set():
+        elif len(self._queue) >= self._wake_at and not self._wake.is_set():
             # Setting an Event takes its lock and notifies: only when it would wake.
             self._wake.set()
 

@@ -24,7 +24,7 @@ from .store import Store, _naive
 
 logger = logging.getLogger("flask_statistics")
 
-_HOUR = timedelta(hours=1)
+_SLICE = 5000
 #: Seconds between two looks at the state row once there is nothing to backfill,
 #: and before another try after a failure.
 CHECK_EVERY = 300.0
@@ -76,15 +76,15 @@ def rebuild_day(
     with engine.begin() as conn:
         store.lock(conn)
         store.delete_period(conn, start, end)
-        moment = start
-        while moment < end:  # an hour at a time: bounded memory whatever the day holds
-            upto = min(moment + _HOUR, end)
-            rows = conn.execute(
-                sa.select(*columns).where(table.c.date >= moment, table.c.date < upto)
-            ).all()
+        # Streamed in slices: bounded memory whatever the day holds.
+        result = conn.execute(
+            sa.select(*columns)
+            .where(table.c.date >= start, table.c.date < end)
+            .execution_options(yield_per=_SLICE)
+        )
+        for rows in result.partitions():
             read += len(rows)
             totals.add(_facts(rows))
-            moment = upto
         store.apply(conn, totals.rollup(DayOf(tz)))
     return read
 
