@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import typing as t
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property, lru_cache
@@ -387,8 +389,47 @@ def _time_line(series: t.Any, tz: tzinfo, *, width: int, height: int) -> tuple[t
     return chart, points, names
 
 
+#: Charts rendered lately, by what they show: a closed period's chart is the same
+#: every time it is asked for, and rendering one costs tens of milliseconds.
+CACHE_SIZE = 64
+_rendered: OrderedDict[tuple[t.Any, ...], Markup] = OrderedDict()
+_rendered_lock = threading.Lock()
+
+
+def _cached(key: tuple[t.Any, ...], render: t.Callable[[], Markup]) -> Markup:
+    with _rendered_lock:
+        found = _rendered.get(key)
+        if found is not None:
+            _rendered.move_to_end(key)
+            return found
+    made = render()
+    with _rendered_lock:
+        _rendered[key] = made
+        while len(_rendered) > CACHE_SIZE:
+            _rendered.popitem(last=False)
+    return made
+
+
+def _series_key(kind: str, series: t.Any, tz: tzinfo, zone_name: str) -> tuple[t.Any, ...]:
+    return (kind, series.width, series.end, tuple(series.points), str(tz), zone_name)
+
+
 def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     """Hits and unique visitors per bucket, every bucket in time order."""
+    return _cached(
+        _series_key("traffic", series, tz, zone_name), lambda: _traffic_chart(series, tz, zone_name)
+    )
+
+
+def response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
+    """p50 and p95 response time per bucket in milliseconds; empty buckets are gaps."""
+    return _cached(
+        _series_key("response", series, tz, zone_name),
+        lambda: _response_time_chart(series, tz, zone_name),
+    )
+
+
+def _traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     chart, points, buckets = _time_line(series, tz, width=1200, height=340)
     chart.value_formatter = number
     chart.add("Hits", _titled("Hits", [p.hits for p in points], buckets, number))
@@ -404,8 +445,7 @@ def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     return _render(chart, "Traffic over time", description + ".")
 
 
-def response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
-    """p50 and p95 response time per bucket in milliseconds; empty buckets are gaps."""
+def _response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
     chart, points, buckets = _time_line(series, tz, width=800, height=320)
     chart.value_formatter = _milliseconds_text
     chart.y_title = "milliseconds"

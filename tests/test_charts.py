@@ -29,6 +29,14 @@ HOSTILE = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_chart_cache() -> t.Iterator[None]:
+    # Several tests patch what a chart is drawn with: never hand them an earlier one.
+    charts._rendered.clear()
+    yield
+    charts._rendered.clear()
+
+
 def parse(svg: str) -> ET.Element:
     """The chart must be well-formed XML: every label escaped."""
     return ET.fromstring(svg)
@@ -358,3 +366,21 @@ def _serie_of(root: ET.Element, element: ET.Element) -> int | None:
                 if cls.startswith("serie-"):
                     return int(cls[6:])
     return None
+
+
+def test_a_chart_of_the_same_data_is_rendered_once(monkeypatch):
+    from flask_statistics import charts as module
+    from flask_statistics.queries import Point, Series
+
+    calls = []
+    real = module._traffic_chart
+    monkeypatch.setattr(module, "_traffic_chart", lambda *a: calls.append(a) or real(*a))
+    start = datetime(2024, 3, 4)
+    points = [Point(start + timedelta(hours=h), h, h, None, None) for h in range(24)]
+    series = Series("hour", points, start + timedelta(days=1))
+    first = module.traffic_chart(series, timezone.utc, "UTC")
+    again = module.traffic_chart(Series("hour", list(points), start + timedelta(days=1)), timezone.utc, "UTC")
+    assert again == first and len(calls) == 1
+    changed = points[:-1] + [Point(points[-1].start, 99, 1, None, None)]
+    other = module.traffic_chart(Series("hour", changed, start + timedelta(days=1)), timezone.utc, "UTC")
+    assert other != first and len(calls) == 2
