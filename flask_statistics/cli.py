@@ -209,6 +209,7 @@ def status() -> None:
             ).one()
     size = table_size(engine, table)
     retention = config.get("STATISTICS_RETENTION")
+    rollups = _rollup_status(engine, state)
     lines = [
         ("table", f"{table.name} on {engine.url.render_as_string(hide_password=True)}"),
         ("rows", number(count)),
@@ -218,6 +219,7 @@ def status() -> None:
         ("addresses", _address_mode(config.get("STATISTICS_ANONYMIZE_IP"))),
         ("referrers", str(config.get("STATISTICS_REFERRER", "full"))),
         ("retention", _retention(retention)),
+        ("rollups", rollups),
         ("writer", f"{health.mode}, {'running' if health.running else 'idle'} (this process)"),
         ("written", number(health.written)),
         ("queued", number(health.queued)),
@@ -307,6 +309,29 @@ def _sqlite_size(conn: sa.Connection, table: sa.Table) -> str:
     if pages is None or page_size is None:
         return "unknown"
     return filesize(pages * page_size) + " (whole database file)"
+
+
+def _rollup_status(engine: sa.Engine, state: StatisticsState) -> str:
+    store = state.rollups
+    if store is None:
+        return "none"
+    try:
+        store.forget(engine)
+        if not store.present(engine):
+            return "tables missing: run `flask statistics rebuild` or db.create_all()"
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(sa.func.count()).select_from(store.rollup)).scalar() or 0
+            found = store.read_state(conn)
+    except sa_exc.SQLAlchemyError as exc:
+        return f"unknown ({_first_line(exc)})"
+    text = f"{number(rows)} rows"
+    if found is None:
+        return text + ", not started (the writer starts them)"
+    if found.backfill_before is not None:
+        text += f"; backfilling: rows before {_utc(found.backfill_before)} still to count"
+    if found.stale_since is not None:
+        text += f"; missing rows since {_utc(found.stale_since)}: run `flask statistics rebuild --since {found.stale_since.date().isoformat()}`"
+    return text
 
 
 def _utc(moment: datetime) -> str:

@@ -186,6 +186,12 @@ def test_status_reports_rows_dates_and_size(make_app: AppFactory) -> None:
     assert lines["retention"] == "delete rows older than 90 days"
     assert lines["addresses"] == "stored as they are"
     assert lines["dropped"] == "0" and lines["last error"] == "none"
+    # Rows inserted behind the writer's back wait for the backfill (or a rebuild).
+    assert lines["rollups"].startswith("0 rows"), lines["rollups"]
+    assert cli.run("rebuild").exit_code == 0
+    result = cli.run("status")
+    rollups = next(line for line in result.output.splitlines() if line.startswith("rollups:"))
+    assert re.match(r"rollups: +[1-9][\d,]* rows$", rollups), rollups
 
 
 def test_status_of_an_empty_table(make_app: AppFactory) -> None:
