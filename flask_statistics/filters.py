@@ -13,6 +13,8 @@ from .buckets import first_instant
 
 SORTS = ("date", "response_time", "size", "status_code")
 PATH_MATCHES = ("exact", "prefix")
+#: The bots filter: leave rows marked as bots out, or keep only them.
+BOTS = ("exclude", "only")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 #: Columns that narrow by exact match, in query-string order.
 TEXT_FILTERS = ("method", "browser", "platform", "remote_address", "user_agent")
@@ -20,8 +22,8 @@ TEXT_FILTERS = ("method", "browser", "platform", "remote_address", "user_agent")
 # Query-string values that are the defaults and so are left out of links.
 _DEFAULT_ARGS = {"path_match": "exact", "sort": "date", "order": "desc", "page": "1"}
 _ARG_NAMES = (
-    "start", "end", "path", "path_match", "route", "status", *TEXT_FILTERS, "sort", "order",
-    "page",
+    "start", "end", "path", "path_match", "route", "status", *TEXT_FILTERS, "bots", "sort",
+    "order", "page",
 )
 
 
@@ -62,6 +64,8 @@ class Filters:
     platform: str | None = None
     remote_address: str | None = None
     user_agent: str | None = None
+    #: "exclude" or "only" the rows marked as bots (tables with an is_bot column).
+    bots: str | None = None
     sort: str = "date"
     descending: bool = True
     page: int = 1
@@ -99,7 +103,7 @@ class Filters:
         return any(
             value is not None
             for value in (
-                self.path, self.route, self.status, self.status_class,
+                self.path, self.route, self.status, self.status_class, self.bots,
                 *(getattr(self, name) for name in TEXT_FILTERS),
             )
         )
@@ -134,7 +138,7 @@ class Filters:
         empty and default values; a change to None removes that argument.
 
         Keys are the form's field names: start, end, path, path_match, route, status, method,
-        browser, platform, remote_address, user_agent, sort, order, page.
+        browser, platform, remote_address, user_agent, bots, sort, order, page.
         """
         args: dict[str, t.Any] = {
             "start": self.start_day if self.start_explicit else None,
@@ -144,6 +148,7 @@ class Filters:
             "route": self.route,
             "status": self.status_arg,
             **{name: getattr(self, name) for name in TEXT_FILTERS},
+            "bots": self.bots,
             "sort": self.sort,
             "order": "desc" if self.descending else "asc",
             "page": self.page,

@@ -128,6 +128,11 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
         default="",
         filters=[_upper],
     )
+    bots = wtforms.SelectField(
+        "Bots",
+        choices=_choices(("", "Included"), ("exclude", "Left out"), ("only", "Only bots")),
+        default="",
+    )
     browser = _text_field("Browser")
     platform = _text_field("Platform")
     remote_address = _text_field("Address")
@@ -224,6 +229,7 @@ def parse_filters(
         path=path,
         path_match=form.path_match.data if path is not None else "exact",
         route=_text(form.route.data),
+        bots=form.bots.data or None,
         status=status,
         status_class=status_class,
         **{name: _text(getattr(form, name).data) for name in TEXT_FILTERS},

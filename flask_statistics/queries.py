@@ -120,6 +120,8 @@ def _where(
     if filters.route is not None:
         # A table without the column has no rows of any route.
         conditions.append(text_equals(dialect, c.route, filters.route) if "route" in c else sa.false())
+    if filters.bots is not None:
+        conditions.append(bot_condition(table, filters.bots))
     if filters.status is not None:
         conditions.append(c.status_code == filters.status)
     if filters.status_class is not None:
@@ -214,6 +216,17 @@ def _percentiles(
     )
     result = conn.execute(query).mappings()
     return {None if group is None else row["grp"]: row for row in result}
+
+
+def bot_condition(table: sa.Table, bots: str) -> ColumnElement[bool]:
+    """Rows marked as bots (``bots="only"``) or the others (``"exclude"``); a table
+    without ``is_bot`` has no bots."""
+    if "is_bot" not in table.c:
+        return sa.false() if bots == "only" else sa.true()
+    is_bot = table.c.is_bot
+    if bots == "only":
+        return is_bot.is_(True)
+    return sa.or_(is_bot.is_(None), is_bot.is_(False))
 
 
 def visitor(dialect: Dialect, table: sa.Table) -> ColumnElement[t.Any]:

@@ -185,6 +185,16 @@ def test_method_is_case_insensitive_and_known() -> None:
     assert list(errors_of(method="BREW")) == ["method"]
 
 
+def test_bots_and_route() -> None:
+    assert valid(bots="exclude").bots == "exclude"
+    assert valid(bots="only").query_args() == {"bots": "only"}
+    assert valid(bots="").bots is None and valid().bots is None
+    assert list(errors_of(bots="maybe")) == ["bots"]
+    filters = valid(route="/items/<int:id>")
+    assert filters.route == "/items/<int:id>" and filters.is_filtered
+    assert filters.query_args() == {"route": "/items/<int:id>"}
+
+
 @pytest.mark.parametrize(("value", "page"), [("1", 1), ("2", 2), (str(MAX_PAGE), MAX_PAGE)])
 def test_page(value: str, page: int) -> None:
     assert valid(page=value).page == page

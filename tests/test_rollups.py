@@ -289,11 +289,16 @@ def test_the_writer_keeps_rollups_equal_to_its_rows(make_app: t.Any) -> None:
                                    .where(tables.store.rollup.c.grain == PATH)).all())
     assert routes["/items/5"] == "/items/<int:id>" and routes["/nowhere"] is None
     for extra in ({}, {"status_class": 4}, {"method": "POST"}, {"path": "/items/", "path_match": "prefix"},
-                  {"route": "/items/<int:id>"}, {"route": "/items/<int:id>", "status": 404}):
+                  {"route": "/items/<int:id>"}, {"route": "/items/<int:id>", "status": 404},
+                  {"bots": "exclude"}, {"bots": "only", "method": "GET"}):
         assert_same(tables, today_filters(**extra))
         assert_same(tables, today_filters(3, **extra))
     with tables.engine.connect() as conn:  # bots are not visitors
         assert figures.kpis(conn, tables.store, tables.table, today_filters()).visitors == len(people)
+        bots = figures.kpis(conn, tables.store, tables.table, today_filters(bots="only"))
+        people_only = figures.kpis(conn, tables.store, tables.table, today_filters(bots="exclude"))
+        assert bots.hits > 0 and bots.visitors == 0
+        assert bots.hits + people_only.hits == 401
 
 
 def test_late_rows_land_in_their_own_buckets(make_app: t.Any) -> None:

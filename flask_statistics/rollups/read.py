@@ -134,6 +134,10 @@ def plan_for(store: Store, filters: Filters, grain: int, tier: int, dialect: t.A
             conditions += [r.status >= low, r.status < low + 100]
     if filters.method is not None:
         conditions.append(r.method == method_key(filters.method))
+    if filters.bots == "only":
+        conditions.append(r.is_bot.is_(True))
+    elif filters.bots == "exclude":
+        conditions.append(sa.or_(r.is_bot.is_(None), r.is_bot.is_(False)))
     return Plan(store, grain, tier, filters, dialect, tuple(conditions))
 
 
