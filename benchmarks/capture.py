@@ -125,7 +125,8 @@ def throughput_app(url: str, label: str, records: list[Record], rollups: bool) -
     app.config["STATISTICS_TABLE_NAME"] = f"bench_{uuid.uuid4().hex[:8]}"
     app.config["STATISTICS_QUEUE_SIZE"] = len(records) + 1
     app.config["STATISTICS_QUEUE_BYTES"] = 2**40  # hold every record: this measures the writer
-    app.config["STATISTICS_BATCH_SIZE"] = int(os.environ.get("BENCH_BATCH", "2000"))
+    if "BENCH_BATCH" in os.environ:  # else the default STATISTICS_BATCH_SIZE
+        app.config["STATISTICS_BATCH_SIZE"] = int(os.environ["BENCH_BATCH"])
     db = SQLAlchemy(app)
     Statistics(app, db)
     state = app.extensions["statistics"]
