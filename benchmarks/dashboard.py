@@ -130,7 +130,10 @@ def seed(app: Flask, db: SQLAlchemy, rows: int, days: int, raw: bool) -> int:
     return int(first)
 
 
-def run(name: str, url: str, rows: int, runs: int, days: int, range_days: int | None, raw: bool) -> None:
+def run(
+    name: str, url: str, rows: int, runs: int, days: int, range_days: int | None, raw: bool,
+    filtered: bool = True,
+) -> None:
     app, db = build(url)
     state = app.extensions["statistics"]
     label = LABELS[name]
@@ -150,7 +153,8 @@ def run(name: str, url: str, rows: int, runs: int, days: int, range_days: int | 
         client = app.test_client()
         results: list[tuple[str, float, int]] = []
         views = [("", query)] + [
-            (f" [{label_}]", "&".join(p for p in (query, extra) if p)) for label_, extra in FILTERED.items()
+            (f" [{label_}]", "&".join(p for p in (query, extra) if p))
+            for label_, extra in (FILTERED.items() if filtered else ())
         ]
         for suffix, view_query in views:
             for endpoint, path in endpoints(app, first, view_query):
@@ -189,6 +193,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7, help="the days the rows are spread over")
     parser.add_argument("--range-days", type=int, default=None, help="the date range shown, in days")
     parser.add_argument("--raw", action="store_true", help="no rollups: every figure from raw rows")
+    parser.add_argument("--no-filters", action="store_true", help="only the unfiltered view")
     args = parser.parse_args()
     print(f"Median of {args.runs} runs per endpoint, {args.rows:,} rows over {args.days} days"
           f"{' (raw rows only)' if args.raw else ''}\n")
@@ -197,9 +202,11 @@ def main() -> None:
             continue
         if name == "sqlite":
             with tempfile.TemporaryDirectory() as directory:
-                run(name, f"sqlite:///{directory}/dashboard.db", args.rows, args.runs, args.days, args.range_days, args.raw)
+                run(name, f"sqlite:///{directory}/dashboard.db", args.rows, args.runs, args.days,
+                    args.range_days, args.raw, not args.no_filters)
         else:
-            run(name, SERVERS[name], args.rows, args.runs, args.days, args.range_days, args.raw)
+            run(name, SERVERS[name], args.rows, args.runs, args.days, args.range_days, args.raw,
+                not args.no_filters)
         print()
 
 
