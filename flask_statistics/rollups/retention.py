@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from ..retention import cutoff_before
 from .store import Store
+from .tables import DAY, GRAINS, QUARTER
 
 BATCH = 1000
 
@@ -28,7 +29,9 @@ class RollupRetention:
         while True:
             with engine.begin() as conn:
                 ids = conn.execute(
-                    sa.select(r.id).where(r.bucket < cutoff).limit(BATCH)
+                    sa.select(r.id)
+                    .where(r.grain.in_(GRAINS), r.tier.in_((QUARTER, DAY)), r.bucket < cutoff)
+                    .limit(BATCH)
                 ).scalars().all()
                 if not ids:
                     return

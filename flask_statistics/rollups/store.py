@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
-from .tables import CAPPED, DAY, QUARTER, rollup_table, state_table
+from .tables import CAPPED, DAY, GRAINS, QUARTER, rollup_table, state_table
 
 logger = logging.getLogger("flask_statistics")
 
@@ -221,7 +221,12 @@ class Store:
         """Remove every rollup row whose bucket starts in ``[since, until)``: for a
         local day, its quarters and its day rows."""
         r = self.rollup.c
-        conn.execute(sa.delete(self.rollup).where(r.bucket >= since, r.bucket < until))
+        # Grain and tier first, so each delete reads only its range of the index.
+        conn.execute(
+            sa.delete(self.rollup).where(
+                r.grain.in_(GRAINS), r.tier.in_((QUARTER, DAY)), r.bucket >= since, r.bucket < until
+            )
+        )
 
     def delete_before(self, conn: sa.Connection, cutoff: datetime) -> int:
         r = self.rollup.c
