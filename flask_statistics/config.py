@@ -23,6 +23,7 @@ DEFAULTS: dict[str, t.Any] = {
     "STATISTICS_REFERRER": "path",
     "STATISTICS_RETENTION": None,
     "STATISTICS_ROLLUP_RETENTION": None,
+    "STATISTICS_ROLLUP_DETAIL": timedelta(days=35),
     "STATISTICS_EXCLUDE": (),
     "STATISTICS_TABLE_NAME": "statistics_request",
     "STATISTICS_PAGE_SIZE": 50,
@@ -98,6 +99,7 @@ def _check(config: t.Mapping[str, t.Any]) -> None:
     for key, kept in (
         ("STATISTICS_RETENTION", "keep every row"),
         ("STATISTICS_ROLLUP_RETENTION", "keep the rollups' whole history"),
+        ("STATISTICS_ROLLUP_DETAIL", "keep 15-minute rollups as long as daily ones"),
     ):
         retention = config[key]
         if retention is not None and (

@@ -19,7 +19,7 @@ from .models import bind_key, check_columns, default_model
 from .filters import zone
 from .retention import Retention
 from .rollups.rebuild import Backfill
-from .rollups.retention import RollupRetention
+from .rollups.retention import DetailRetention, RollupRetention
 from .rollups.store import Store
 from .rollups.writing import Rollups
 from .writer import Writer, WriterHealth, engine_resolver
@@ -125,10 +125,11 @@ class Statistics:
             maintenance.append(_every(KEY_SYNC_INTERVAL, keyring.sync))
         if config["STATISTICS_RETENTION"] is not None:
             maintenance.append(Retention(table, config["STATISTICS_RETENTION"]))
-        store = Store(table)
+        store = Store(table, config["STATISTICS_ROLLUP_DETAIL"])
         zone_name = _rollup_zone(config["STATISTICS_TIMEZONE"])
         backfill = Backfill(store, zone_name)
         maintenance.append(backfill)
+        maintenance.append(_every(ROLLUP_PRUNE_INTERVAL, DetailRetention(store)))
         if config["STATISTICS_ROLLUP_RETENTION"] is not None:
             maintenance.append(
                 _every(ROLLUP_PRUNE_INTERVAL, RollupRetention(store, config["STATISTICS_ROLLUP_RETENTION"]))

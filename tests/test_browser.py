@@ -127,8 +127,11 @@ def test_dashboard_shows_the_data_and_escapes_hostile_values(session: Session) -
     assert log_rows(page).count() == PAGE_SIZE
     # Newest first: the newest recorded request is the hostile one, shown as text.
     assert log_column(page, 2)[0] == HOSTILE_PATH
-    paths = page.locator("#paths-table tbody th").all_inner_texts()
-    assert HOSTILE_PATH in [p.strip() for p in paths]
+    # The busiest-routes table groups it with the other unmatched URLs; the top paths
+    # list names it.
+    routes = [p.strip() for p in page.locator("#paths-table tbody th").all_inner_texts()]
+    assert "(no route matched)" in routes and "/products/<int:id>" in routes
+    assert HOSTILE_PATH[:16] in page.locator("#top-path").inner_text()  # shown as text
 
     # Every chart is drawn, visible, and labelled for assistive technology.
     for panel in ("traffic", "response-times", "status", "top"):
@@ -330,23 +333,24 @@ def test_request_detail_and_drill_downs(session: Session) -> None:
     assert kpi(page, "hits") == hits(HOSTILE_HITS)
     assert set(log_column(page, 2)) == {HOSTILE_PATH}
 
-    # A path in the top-paths table drills down in place.
+    # A route in the top-routes table drills down in place, to the route's paths.
     session.open()
     session.settle()
     page.evaluate("window.__marker = 1")
     link = page.locator("#paths-table tbody th a.drill", has_text=re.compile(r"^/login$"))
-    session.swap(link.click, path="/login")
-    assert page.input_value("#path") == "/login"
+    session.swap(link.click, route="/login")
+    assert page.input_value("#route") == "/login"
     assert kpi(page, "hits") == hits(site.count(path="/login"))
     assert set(log_column(page, 2)) == {"/login"}
-    assert page.locator('#active-filters [data-filter="path"]').count() == 1
+    assert page.locator('#active-filters [data-filter="route"]').count() == 1
+    assert [p.strip() for p in page.locator("#paths-table tbody th").all_inner_texts()] == ["/login"]
 
-    # A status class in the status panel drills down too, keeping the path.
-    session.swap(page.locator('#panel-status [data-status="4xx"] a').click, status="4xx", path="/login")
+    # A status class in the status panel drills down too, keeping the route.
+    session.swap(page.locator('#panel-status [data-status="4xx"] a').click, status="4xx", route="/login")
     statuses = set(log_column(page, 3))
     assert statuses and statuses <= {"401", "404"}, statuses
     assert kpi(page, "hits") == hits(site.count(path="/login", status_code=401) + site.count(path="/login", status_code=404))
-    assert page.input_value("#path") == "/login"
+    assert page.input_value("#route") == "/login"
     assert page.input_value("#status") == "4xx"
     assert marker(page) == 1, "a drill-down reloaded the page"
 
@@ -425,7 +429,7 @@ def test_without_javascript_the_data_and_the_form_work(session_factory: t.Callab
     # Plain links: a drill-down, the pager and the detail page.
     with page.expect_navigation():
         page.locator("#paths-table tbody th a.drill").first.click()
-    assert query(page)["method"] == ["DELETE"] and "path" in query(page)
+    assert query(page)["method"] == ["DELETE"] and "route" in query(page)
     session.open()
     with page.expect_navigation():
         page.click("#page-next")

@@ -82,7 +82,8 @@ class Tables:
 
 @pytest.fixture
 def tables(make_app: t.Any) -> t.Iterator[Tables]:
-    app, db, _model, _statistics = make_app(model="seed")
+    # Keep the 15-minute rows of 2024 too: the hourly views below read them.
+    app, db, _model, _statistics = make_app(model="seed", config={"STATISTICS_ROLLUP_DETAIL": None})
     found = Tables(app, db)
     yield found
     found.drop()
@@ -574,3 +575,30 @@ def test_health_shows_the_backfill(make_app: t.Any) -> None:
     while backfill.remaining is not None:
         backfill(tables.engine)
     assert statistics.health(app).backfill_before is None
+
+
+def test_fifteen_minute_rows_are_kept_for_the_detail_period_only(make_app: t.Any) -> None:
+    from flask_statistics.rollups.retention import DetailRetention
+
+    app, db, _model, statistics = make_app(
+        model="default", config={"STATISTICS_ROLLUP_DETAIL": timedelta(days=3)}
+    )
+    tables = Tables(app, db)
+    now = datetime.utcnow()
+    tables.insert(random_rows(random.Random(4), now - 8 * DAY, now - HOUR, 800))
+    tables.rebuild()
+    r = tables.store.rollup.c
+    with tables.engine.connect() as conn:
+        oldest_quarter = conn.execute(sa.select(sa.func.min(r.bucket)).where(r.tier == QUARTER)).scalar()
+    assert oldest_quarter >= now - 3 * DAY - timedelta(minutes=15)
+    assert_same(tables, today_filters(8))  # by the day: day rows, all of them
+    old_day = Filters.between((now - 6 * DAY).date(), (now - 6 * DAY).date())  # by the hour
+    with tables.engine.connect() as conn:
+        assert figures.source(conn, tables.store, old_day) == "rows"
+        assert figures.kpis(conn, tables.store, tables.table, old_day) == queries.kpis(conn, tables.table, old_day)
+    tables.store.detail = timedelta(days=1)
+    DetailRetention(tables.store)(tables.engine)
+    with tables.engine.connect() as conn:
+        oldest_quarter = conn.execute(sa.select(sa.func.min(r.bucket)).where(r.tier == QUARTER)).scalar()
+    assert oldest_quarter >= now - DAY - timedelta(minutes=15)
+    assert_same(tables, today_filters(8))

@@ -156,10 +156,15 @@ class Totals:
                 value = fact[place]
                 counts[value] = counts.get(value, 0) + 1
 
-    def rollup(self, day_of: DayOf) -> dict[Key, Entry]:
+    def rollup(self, day_of: DayOf, quarters_from: datetime | None = None) -> dict[Key, Entry]:
         """Every rollup row the facts add to, keyed by tier, bucket, grain and
-        dimensions."""
+        dimensions; quarters before ``quarters_from`` only count in their day."""
         out: dict[Key, Entry] = {}
+
+        def tiers(quarter: datetime, day: datetime) -> tuple[tuple[int, datetime], ...]:
+            if quarters_from is not None and quarter < quarters_from:
+                return ((DAY, day),)
+            return ((QUARTER, quarter), (DAY, day))
 
         def into(key: Key, entry: Entry) -> None:
             target = out.get(key)
@@ -173,7 +178,7 @@ class Totals:
             route = _cut(route, ROUTE_LENGTH)
             path = _cut(path, PATH_LENGTH)
             cls = status_class(status)
-            for tier, bucket in ((QUARTER, quarter), (DAY, day)):
+            for tier, bucket in tiers(quarter, day):
                 into((tier, bucket, PATH, route, path, False, method, status, is_bot), entry)
                 into((tier, bucket, ROUTE, route, None, False, method, status, is_bot), entry)
                 into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry)
@@ -182,7 +187,7 @@ class Totals:
             day = day_of(quarter)
             method = method_key(_cut(method, METHOD_LENGTH))
             hits = sum(counts.values())
-            for tier, bucket in ((QUARTER, quarter), (DAY, day)):
+            for tier, bucket in tiers(quarter, day):
                 key: Key = (tier, bucket, grain, None, None, False, method, status, is_bot)
                 target = out.get(key)
                 if target is None:

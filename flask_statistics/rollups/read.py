@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import typing as t
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -91,6 +91,9 @@ def plan(
         return None
     assert state is not None
     tier = QUARTER if hourly or state.zone != filters.tz else DAY
+    kept = store.quarters_from()
+    if tier == QUARTER and kept is not None and filters.since < kept:
+        return None  # 15-minute rows of that period are no longer kept
     if filters.path is not None:
         grain = PATH
     elif filters.route is not None:
@@ -155,6 +158,8 @@ def _folded(conn: sa.Connection, found: Plan) -> bool:
     )
     return conn.execute(query).first() is not None
 
+
+_LONGEST_DAY = timedelta(hours=25)
 
 # ---------------------------------------------------------------------------------
 # Figures
@@ -234,10 +239,12 @@ def counted_before(conn: sa.Connection, found: Plan, moment: datetime | None) ->
     requests in quarters that end before it, else None."""
     r = found.store.rollup.c
     upto = found.until if moment is None else min(quarter_start(moment), found.until)
+    if found.tier == DAY and moment is not None:
+        upto = min(upto, moment - _LONGEST_DAY)  # days that ended before it
     query = (
         sa.select(r.id)
         .where(
-            r.grain == CLASS, r.tier == QUARTER, r.bucket >= found.since, r.bucket < upto,
+            r.grain == CLASS, r.tier == found.tier, r.bucket >= found.since, r.bucket < upto,
             r.hits > 0,
         )
         .limit(1)

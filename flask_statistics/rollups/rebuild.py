@@ -85,7 +85,7 @@ def rebuild_day(
         for rows in result.partitions():
             read += len(rows)
             totals.add(_facts(rows))
-        store.apply(conn, totals.rollup(DayOf(tz)))
+        store.apply(conn, totals.rollup(DayOf(tz), store.quarters_from()))
     return read
 
 

@@ -3,6 +3,7 @@ in small batches, on the writer's thread."""
 
 from __future__ import annotations
 
+import typing as t
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -12,6 +13,35 @@ from .store import Store
 from .tables import DAY, GRAINS, QUARTER
 
 BATCH = 1000
+
+
+class DetailRetention:
+    """Deletes 15-minute rollup rows older than the store's ``detail`` period."""
+
+    __name__ = "rollup detail retention"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self, engine: sa.Engine) -> None:
+        cutoff = self.store.quarters_from()
+        if cutoff is None or not self.store.present(engine):
+            return
+        _delete(engine, self.store, [QUARTER], cutoff)
+
+
+def _delete(engine: sa.Engine, store: Store, tiers: list[int], cutoff: t.Any) -> None:
+    r = store.rollup.c
+    while True:
+        with engine.begin() as conn:
+            ids = conn.execute(
+                sa.select(r.id)
+                .where(r.grain.in_(GRAINS), r.tier.in_(tiers), r.bucket < cutoff)
+                .limit(BATCH)
+            ).scalars().all()
+            if not ids:
+                return
+            conn.execute(sa.delete(store.rollup).where(r.id.in_(ids)))
 
 
 class RollupRetention:
@@ -24,15 +54,4 @@ class RollupRetention:
     def __call__(self, engine: sa.Engine) -> None:
         if not self.store.present(engine):
             return
-        cutoff = cutoff_before(self.period)
-        r = self.store.rollup.c
-        while True:
-            with engine.begin() as conn:
-                ids = conn.execute(
-                    sa.select(r.id)
-                    .where(r.grain.in_(GRAINS), r.tier.in_((QUARTER, DAY)), r.bucket < cutoff)
-                    .limit(BATCH)
-                ).scalars().all()
-                if not ids:
-                    return
-                conn.execute(sa.delete(self.store.rollup).where(r.id.in_(ids)))
+        _delete(engine, self.store, [QUARTER, DAY], cutoff_before(self.period))

@@ -15,7 +15,7 @@ import logging
 import typing as t
 import weakref
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -42,6 +42,12 @@ def digest(key: Key) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+#: How long 15-minute rollup rows are kept by default: they serve the hourly charts
+#: of ranges within two days, and a day with little traffic has more of them than
+#: requests. Older ranges are shown by the day.
+DETAIL = timedelta(days=35)
+
+
 @dataclass(frozen=True)
 class State:
     zone: str
@@ -57,8 +63,10 @@ def _utcnow() -> datetime:
 class Store:
     """The rollup and state tables of one request table."""
 
-    def __init__(self, table: sa.Table) -> None:
+    def __init__(self, table: sa.Table, detail: timedelta | None = DETAIL) -> None:
         self.table = table
+        #: How long 15-minute rows are kept (None: as long as day rows).
+        self.detail = detail
         self.rollup = rollup_table(table)
         self.state = state_table(table)
         self._present: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
@@ -227,6 +235,12 @@ class Store:
                 r.grain.in_(GRAINS), r.tier.in_((QUARTER, DAY)), r.bucket >= since, r.bucket < until
             )
         )
+
+    def quarters_from(self, now: datetime | None = None) -> datetime | None:
+        """The oldest 15-minute bucket kept, or None when all are."""
+        if self.detail is None:
+            return None
+        return (now or _utcnow()) - self.detail
 
     def delete_before(self, conn: sa.Connection, cutoff: datetime) -> int:
         r = self.rollup.c

@@ -50,7 +50,7 @@ class Rollups:
     def entries(self, facts: t.Iterable[Fact]) -> dict[Key, Entry]:
         totals = Totals()
         totals.add(facts)
-        return totals.rollup(self.day_of)
+        return totals.rollup(self.day_of, self.store.quarters_from())
 
     def lock(self, conn: sa.Connection) -> bool:
         try:
