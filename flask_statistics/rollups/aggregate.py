@@ -9,7 +9,7 @@ once, whatever the number of rollup rows it counts in.
 from __future__ import annotations
 
 import typing as t
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
 from ..buckets import to_local
 from ..filters import METHODS, local_midnight_utc
@@ -36,7 +36,6 @@ Key = tuple[int, datetime, int, t.Optional[str], t.Optional[str], bool, t.Option
 #: methods cannot multiply rollup rows.
 KNOWN_METHODS = frozenset((*METHODS, "CONNECT", "TRACE"))
 OTHER_METHOD = "OTHER"
-QUARTER_SECONDS = 900
 
 
 class Entry:
@@ -198,15 +197,5 @@ class Totals:
         return out
 
 
-def rollup(facts: t.Iterable[Fact], day_of: DayOf) -> dict[Key, Entry]:
-    """The rollup entries of ``facts``."""
-    totals = Totals()
-    totals.add(facts)
-    return totals.rollup(day_of)
-
-
 def quarter_aligned(moment: datetime) -> bool:
     return moment == quarter_start(moment)
-
-
-ONE_QUARTER = timedelta(seconds=QUARTER_SECONDS)

@@ -242,11 +242,6 @@ class Store:
             return None
         return (now or _utcnow()) - self.detail
 
-    def delete_before(self, conn: sa.Connection, cutoff: datetime) -> int:
-        r = self.rollup.c
-        result = conn.execute(sa.delete(self.rollup).where(r.bucket < cutoff))
-        return result.rowcount or 0
-
 
 def _naive(moment: datetime) -> datetime:
     if moment.tzinfo is not None:
