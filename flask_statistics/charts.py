@@ -16,13 +16,14 @@ cannot carry (control characters, lone surrogates) before pygal sees it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
 import typing as t
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import cached_property, lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -139,6 +140,9 @@ class Theme:
 THEMES = {
     "default": Theme("default", _PALETTE),
     "status": Theme("status", _STATUS_PALETTE),
+    # Time charts draw each metric as a pair of series, whole and partial buckets,
+    # in one colour.
+    "time": Theme("time", tuple(c for c in _PALETTE[:2] for _ in (0, 1))),
 }
 
 
@@ -161,7 +165,20 @@ def _theme_css(theme: Theme, style: Style, tooltip_fill: str) -> str:
     # pygal draws the series name in a tooltip in foreground_subtle, which is the grid
     # colour here: almost invisible on the tooltip box.
     parts.append(f"{prefix}.tooltip .legend {{ fill: {style.foreground}; }}")
+    # Without fancy mode pygal leaves the value lines unfilled: black, unreadable on
+    # the dark tooltip box.
+    parts.append(f"{prefix}.tooltip .value {{ fill: {style.foreground_strong}; }}")
     return minify_css("\n".join(parts))
+
+
+#: Rules of our own, for every theme: partial buckets are drawn dashed with a hollow
+#: dot, and a tooltip's lines are all body-sized, the bucket's name in bold.
+_OWN_CSS = """
+.fs-chart .fs-partial .line { stroke-dasharray: 6 5; }
+.fs-chart .fs-partial .dot { fill-opacity: .15; stroke-width: 2px; }
+.fs-chart .tooltip text.label { font-weight: 600; }
+.fs-chart .tooltip text.value { font-size: 1em; }
+"""
 
 
 def stylesheet() -> str:
@@ -174,6 +191,9 @@ def stylesheet() -> str:
         blocks.append(_theme_css(theme, theme.light, theme.tooltip_light))
     dark = "\n".join(_theme_css(t_, t_.dark, t_.tooltip_dark) for t_ in THEMES.values())
     blocks.append(f"@media (prefers-color-scheme: dark) {{\n{dark}\n}}")
+    from pygal.util import minify_css
+
+    blocks.append(minify_css(_OWN_CSS.strip()))
     return "\n".join(blocks) + "\n"
 
 
@@ -186,7 +206,11 @@ def write_stylesheet(path: Path = STYLESHEET) -> Path:
 # Making pygal's SVG CSP-clean
 
 
-def _csp_filter(title: str, description: str) -> t.Callable[[t.Any], t.Any]:
+def _csp_filter(
+    title: str, description: str, partial_series: t.Collection[int] = ()
+) -> t.Callable[[t.Any], t.Any]:
+    partial_classes = {f"serie-{index}" for index in partial_series}
+
     def apply(root: t.Any) -> t.Any:
         config: dict[str, t.Any] = {}
         for parent in list(root.iter()):
@@ -197,6 +221,10 @@ def _csp_filter(title: str, description: str) -> t.Callable[[t.Any], t.Any]:
                     parent.remove(child)
                 elif tag == "style" or not tag:  # not tag: comments
                     parent.remove(child)
+                elif tag == "g" and any(c.get("class") == _BRIDGE for c in child):
+                    parent.remove(child)  # a bridge's dot: the whole series has one
+                elif tag == "g" and partial_classes & set(child.get("class", "").split()):
+                    child.set("class", child.get("class", "") + " fs-partial")
         for element in root.iter():
             element.attrib.pop("style", None)
             if element.tag == "a" and _XLINK_HREF in element.attrib:
@@ -257,8 +285,10 @@ def _new_chart(kind: type, theme: str = "default", **config: t.Any) -> t.Any:
     return kind(**options)
 
 
-def _render(chart: t.Any, title: str, description: str) -> Markup:
-    chart.add_xml_filter(_csp_filter(clean(title), clean(description)))
+def _render(
+    chart: t.Any, title: str, description: str, partial_series: t.Collection[int] = ()
+) -> Markup:
+    chart.add_xml_filter(_csp_filter(clean(title), clean(description), partial_series))
     return Markup(chart.render(is_unicode=True))
 
 
@@ -330,63 +360,183 @@ def _bucket_names(moments: t.Sequence[datetime], unit: str) -> list[str]:
     return names
 
 
-def _partial_names(series: t.Any, tz: tzinfo, names: list[str]) -> list[str]:
-    # A week, month or year cut short by the window says which days it holds, so a
-    # low first or last point is not read as a quiet period.
-    unit = series.width
+def _local_midnight(day: date, tz: tzinfo) -> datetime:
+    return buckets.first_instant(datetime.combine(day, datetime.min.time()), tz)
+
+
+def _period_bounds(start: datetime, tz: tzinfo, unit: buckets.Unit) -> tuple[datetime, datetime]:
+    """Where the local period of ``unit`` holding ``start`` begins and ends (naive UTC)."""
+    if unit == "hour":
+        hour = buckets.to_local(start, tz).replace(minute=0, second=0, microsecond=0)
+        begin = hour.astimezone(timezone.utc).replace(tzinfo=None)
+        return begin, begin + timedelta(hours=1)
+    first, last = buckets.period_days(buckets.to_local(start, tz).date(), unit)
+    return _local_midnight(first, tz), _local_midnight(last + timedelta(days=1), tz)
+
+
+def _bucket_ends(series: t.Any, tz: tzinfo) -> list[datetime]:
     points = list(series.points)
-    if unit in ("hour", "day") or series.end is None or not points:
-        return names
-    ends = [p.start for p in points[1:]] + [series.end]
-    result = []
-    for name, point, end in zip(names, points, ends):
-        first = buckets.to_local(point.start, tz).date()
-        last = buckets.to_local(max(point.start, end - timedelta(microseconds=1)), tz).date()
-        if (first, last) != buckets.period_days(first, unit):
-            span = _day(first) if first == last else f"{_day(first)} – {_day(last)}"
-            name = f"{name} ({span} only)"
-        result.append(name)
-    return result
+    if not points:
+        return []
+    last = series.end if series.end is not None else _period_bounds(points[-1].start, tz, series.width)[1]
+    return [p.start for p in points[1:]] + [last]
 
 
-def _titled(
-    name: str, values: t.Sequence[t.Any], buckets: t.Sequence[str], fmt: t.Callable[[t.Any], str]
-) -> list[t.Any]:
-    """Values with a native <title> each ("Tue 24 Nov · Hits: 1,234"), the tooltip
-    for browsers without JS; gaps (None) stay gaps."""
-    return [
-        value if value is None else {"value": value, "tooltip": f"{label(bucket)} · {name}: {fmt(value)}"}
-        for value, bucket in zip(values, buckets)
-    ]
+def _cut_note(start: datetime, end: datetime, tz: tzinfo, unit: buckets.Unit) -> str | None:
+    """What part of its period a bucket cut short by the window holds, or None."""
+    begin, finish = _period_bounds(start, tz, unit)
+    if start <= begin and end >= finish:
+        return None
+    first = buckets.to_local(start, tz)
+    last = buckets.to_local(max(start, end - timedelta(microseconds=1)), tz)
+    if unit not in ("hour", "day") and (first.date(), last.date()) != buckets.period_days(first.date(), unit):
+        # A week, month or year says which days it holds, so a low first or last
+        # point is not read as a quiet period.
+        days = _day(first) if first.date() == last.date() else f"{_day(first)} – {_day(last)}"
+        return f"{days} only"
+    parts = []
+    if start > begin:
+        parts.append(f"from {first:%H:%M}" if unit in ("hour", "day") else f"from {_day(first)} {first:%H:%M}")
+    if end < finish:
+        until = buckets.to_local(end, tz)
+        parts.append(f"until {until:%H:%M}" if unit in ("hour", "day") else f"until {_day(until)} {until:%H:%M}")
+    return " ".join(parts)
 
 
-def _time_axis(count: int) -> dict[str, t.Any]:
-    # Show about eight labels whatever the number of buckets.
-    step = max(1, -(-count // 8))
-    return dict(
+def utcnow() -> datetime:
+    """The current time as naive UTC, the way the table stores it."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _progress(series: t.Any, tz: tzinfo, now: datetime) -> tuple[int, bool]:
+    """How many buckets have begun by ``now`` (the rest lie ahead and are not drawn),
+    and whether the last of them is still filling."""
+    points = list(series.points)
+    drawn = sum(1 for point in points if point.start <= now)
+    still_open = drawn > 0 and now < _bucket_ends(series, tz)[drawn - 1]
+    return drawn, still_open
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A time chart's buckets: every one of the window on the x axis, drawn up to now."""
+
+    points: list[t.Any]
+    drawn: int  # buckets that have begun; later ones are in the future
+    partial: list[bool]  # per bucket: still filling, or cut short by the window
+    names: list[str]  # per bucket, in full, with what makes it partial
+    labels: list[str]  # x axis labels
+    step: int  # every step-th x label is shown
+
+
+def _frame(series: t.Any, tz: tzinfo, now: datetime) -> _Frame:
+    points = list(series.points)
+    unit = series.width
+    drawn, still_open = _progress(series, tz, now)
+    step = max(1, -(-len(points) // 8))  # about eight x labels whatever the count
+    moments = _bucket_moments(points, tz, unit)
+    names = _bucket_names(moments, unit)
+    partial = [False] * len(points)
+    for index, (point, end) in enumerate(zip(points[:drawn], _bucket_ends(series, tz))):
+        notes = [note for note in [_cut_note(point.start, end, tz, unit)] if note]
+        if still_open and index == drawn - 1:
+            notes.append("so far")
+        if notes:
+            partial[index] = True
+            names[index] = f"{names[index]} ({', '.join(notes)})"
+    return _Frame(points, drawn, partial, names, _bucket_labels(moments, unit, step), step)
+
+
+#: The class of a point drawn only to join a partial bucket's dashed line to the
+#: whole ones; the XML filter removes its dot, the whole series has one already.
+_BRIDGE = "fs-bridge"
+#: Series of partial buckets: the second of each pair a time chart adds.
+_PARTIAL_SERIES = (1, 3)
+
+
+def _point_values(
+    frame: _Frame, values: t.Sequence[t.Any], summaries: t.Sequence[str], tips: t.Sequence[str]
+) -> tuple[list[t.Any], list[t.Any]]:
+    """One metric as two series: whole buckets, and partial ones (dashed).
+
+    Each point's tooltip names the bucket (``label``) and every series at that time
+    (the value text, one line each); its native <title> says the same in one line.
+    Future buckets and empty ones (None) stay gaps.
+    """
+    shown: list[t.Any] = []
+    for index, value in enumerate(values):
+        if index >= frame.drawn or value is None:
+            shown.append(None)
+            continue
+        shown.append({
+            "value": value,
+            "label": label(frame.names[index]),
+            "tooltip": tips[index],
+            "formatter": _fixed(summaries[index]),
+        })
+    whole = [None if part else value for value, part in zip(shown, frame.partial)]
+    partial: list[t.Any] = []
+    for index, (value, part) in enumerate(zip(shown, frame.partial)):
+        neighbours = [j for j in (index - 1, index + 1) if 0 <= j < len(shown)]
+        if part:
+            partial.append(value)
+        elif value is not None and any(frame.partial[j] and shown[j] is not None for j in neighbours):
+            partial.append({"value": value["value"], "node": {"class": _BRIDGE}})
+        else:
+            partial.append(None)
+    return whole, partial
+
+
+def _fixed(text: str) -> t.Callable[[t.Any], str]:
+    return lambda value: text
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{number(count)} {one if count == 1 else many}"
+
+
+def _nice_step(raw: float, *, integer: bool) -> float:
+    """The smallest of 1, 2 and 5 times a power of ten that is at least ``raw``."""
+    if raw <= 0 or (integer and raw <= 1):
+        return 1
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if factor * power >= raw * (1 - 1e-9):
+            return t.cast(float, factor * power)
+    return t.cast(float, 10 * power)  # pragma: no cover - the loop always returns
+
+
+def _ticks(top: float, *, integer: bool, intervals: int = 4) -> list[float]:
+    """Axis ticks from 0 past ``top`` in even, round steps; integers for counts."""
+    step = _nice_step(top / intervals, integer=integer)
+    count = max(1, math.ceil(top / step - 1e-9))
+    return [int(i * step) if integer else round(i * step, 9) for i in range(count + 1)]
+
+
+def _time_chart(frame: _Frame, *, width: int, height: int) -> t.Any:
+    count = len(frame.points)
+    chart = _new_chart(
+        _pygal().Line,
+        theme="time",
+        fill=False,
+        width=width,
+        height=height,
         x_label_rotation=0,
         show_minor_x_labels=False,
-        x_labels_major_every=step,
+        x_labels_major_every=frame.step,
         truncate_label=-1,
         show_dots=count <= 400,
         dots_size=2.5 if count <= 96 else 1.5,
         allow_interruptions=True,
+        # One line per tooltip: the bucket, then every series at that time.
+        tooltip_fancy_mode=False,
         # pygal 3.1.3 reserves too little room for a one-row legend at the bottom
         # (it counts rows as series // columns, which is 0 here, and subtracts one),
         # so the legend text would be cut by the edge of the SVG.
         margin_bottom=_LEGEND_MARGIN_BOTTOM,
     )
-
-
-def _time_line(series: t.Any, tz: tzinfo, *, width: int, height: int) -> tuple[t.Any, list[t.Any], list[str]]:
-    """A line chart over the series' buckets: the chart, its points and bucket names."""
-    points = list(series.points)
-    axis = _time_axis(len(points))
-    chart = _new_chart(_pygal().Line, fill=False, width=width, height=height, **axis)
-    moments = _bucket_moments(points, tz, series.width)
-    chart.x_labels = _bucket_labels(moments, series.width, axis["x_labels_major_every"])
-    names = _partial_names(series, tz, _bucket_names(moments, series.width))
-    return chart, points, names
+    chart.x_labels = frame.labels
+    return chart
 
 
 #: Charts rendered lately, by what they show: a closed period's chart is the same
@@ -410,59 +560,126 @@ def _cached(key: tuple[t.Any, ...], render: t.Callable[[], Markup]) -> Markup:
     return made
 
 
-def _series_key(kind: str, series: t.Any, tz: tzinfo, zone_name: str) -> tuple[t.Any, ...]:
-    return (kind, series.width, series.end, tuple(series.points), str(tz), zone_name)
+def _series_key(kind: str, series: t.Any, tz: tzinfo, zone_name: str, now: datetime) -> tuple[t.Any, ...]:
+    # "now" matters only through which buckets have begun and whether the last is
+    # still filling: a chart of a closed period stays cached whatever the time.
+    return (kind, series.width, series.end, tuple(series.points), str(tz), zone_name, _progress(series, tz, now))
 
 
-def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
-    """Hits and unique visitors per bucket, every bucket in time order."""
+def traffic_chart(series: t.Any, tz: tzinfo, zone_name: str, now: datetime | None = None) -> Markup:
+    """Hits (left axis) and unique visitors (right axis) per bucket, in time order,
+    up to ``now`` (naive UTC; default: the current time). Buckets still filling or
+    cut short by the window are dashed, and say so in their tooltips."""
+    now = utcnow() if now is None else now
     return _cached(
-        _series_key("traffic", series, tz, zone_name), lambda: _traffic_chart(series, tz, zone_name)
+        _series_key("traffic", series, tz, zone_name, now),
+        lambda: _traffic_chart(series, tz, zone_name, now),
     )
 
 
-def response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
-    """p50 and p95 response time per bucket in milliseconds; empty buckets are gaps."""
+def response_time_chart(series: t.Any, tz: tzinfo, zone_name: str, now: datetime | None = None) -> Markup:
+    """p50 and p95 response time per bucket in milliseconds, up to ``now``; empty
+    buckets are gaps, partial ones dashed."""
+    now = utcnow() if now is None else now
     return _cached(
-        _series_key("response", series, tz, zone_name),
-        lambda: _response_time_chart(series, tz, zone_name),
+        _series_key("response", series, tz, zone_name, now),
+        lambda: _response_time_chart(series, tz, zone_name, now),
     )
 
 
-def _traffic_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
-    chart, points, buckets = _time_line(series, tz, width=1200, height=340)
+def _traffic_chart(series: t.Any, tz: tzinfo, zone_name: str, now: datetime) -> Markup:
+    frame = _frame(series, tz, now)
+    points = frame.points
+    drawn = points[: frame.drawn]
+    chart = _time_chart(frame, width=1200, height=340)
+    # Counts start at 0 in whole steps. Visitors get the right axis, with as many
+    # steps as the hits axis so both share the grid lines.
+    hit_ticks = _ticks(max((p.hits for p in drawn), default=0), integer=True)
+    steps = len(hit_ticks) - 1
+    visitor_step = _nice_step(max((p.visitors for p in drawn), default=0) / steps, integer=True)
+    chart.range = (0, hit_ticks[-1])
+    chart.y_labels = hit_ticks
+    chart.secondary_range = (0, int(visitor_step * steps))
     chart.value_formatter = number
-    chart.add("Hits", _titled("Hits", [p.hits for p in points], buckets, number))
-    chart.add("Unique visitors", _titled("Unique visitors", [p.visitors for p in points], buckets, number))
+    summaries, tips = [], []
+    for point, name in zip(points, frame.names):
+        hits = _plural(point.hits, "hit", "hits")
+        visitors = _plural(point.visitors, "visitor", "visitors")
+        summaries.append(f"{hits}\n{visitors}")
+        tips.append(f"{label(name)} — {hits}, {visitors}")
+    for title, values, secondary in (
+        ("Hits", [p.hits for p in points], False),
+        ("Unique visitors (right axis)", [p.visitors for p in points], True),
+    ):
+        whole, partial = _point_values(frame, values, summaries, tips)
+        chart.add(title, whole, secondary=secondary)
+        chart.add(None, partial, secondary=secondary)
     total = sum(p.hits for p in points)
-    peak = max(points, key=lambda p: p.hits, default=None)
+    peak = max(drawn, key=lambda p: p.hits, default=None)
     description = (
-        f"Line chart of hits and unique visitors per {series.width} "
+        f"Line chart of hits (left axis) and unique visitors (right axis) per {series.width} "
         f"({zone_name}), {len(points)} buckets, {number(total)} hits in total"
     )
     if peak is not None and peak.hits:
-        description += f"; busiest {series.width}: {buckets[points.index(peak)]} with {number(peak.hits)} hits"
-    return _render(chart, "Traffic over time", description + ".")
+        description += f"; busiest {series.width}: {frame.names[points.index(peak)]} with {number(peak.hits)} hits"
+    return _render(
+        chart, "Traffic over time", description + _partial_description(frame) + ".", _PARTIAL_SERIES
+    )
 
 
-def _response_time_chart(series: t.Any, tz: tzinfo, zone_name: str) -> Markup:
-    chart, points, buckets = _time_line(series, tz, width=800, height=320)
-    chart.value_formatter = _milliseconds_text
+def _response_time_chart(series: t.Any, tz: tzinfo, zone_name: str, now: datetime) -> Markup:
+    frame = _frame(series, tz, now)
+    points = frame.points
+    drawn = points[: frame.drawn]
+    chart = _time_chart(frame, width=800, height=320)
+    # Milliseconds from 0, so the gap between p50 and p95 is drawn to scale.
+    p95s = [p.p95 for p in drawn if p.p95 is not None]
+    ticks = _ticks(max((milliseconds(v) or 0 for v in p95s), default=0), integer=False)
+    chart.range = (0, ticks[-1])
+    chart.y_labels = ticks
+    chart.value_formatter = _tick_text
     chart.y_title = "milliseconds"
-    chart.add("p50", _titled("p50", [milliseconds(p.p50) for p in points], buckets, _milliseconds_text))
-    chart.add("p95", _titled("p95", [milliseconds(p.p95) for p in points], buckets, _milliseconds_text))
-    p95s = [p.p95 for p in points if p.p95 is not None]
+    summaries, tips = [], []
+    for point, name in zip(points, frame.names):
+        p50, p95 = duration(point.p50), duration(point.p95)
+        requests = _plural(point.hits, "request", "requests")
+        summaries.append(f"p50 {p50}\np95 {p95}\n{requests}")
+        tips.append(f"{label(name)} — p50 {p50}, p95 {p95} ({requests})")
+    for title, values in (
+        ("p50", [milliseconds(p.p50) for p in points]),
+        ("p95", [milliseconds(p.p95) for p in points]),
+    ):
+        whole, partial = _point_values(frame, values, summaries, tips)
+        chart.add(title, whole)
+        chart.add(None, partial)
     description = (
         f"Line chart of the median (p50) and 95th percentile (p95) response time per "
-        f"{series.width} ({zone_name})"
+        f"{series.width} ({zone_name}), in milliseconds from 0"
     )
     if p95s:
         description += f"; highest p95: {duration(max(p95s))}"
-    return _render(chart, "Response time over time", description + ".")
+    return _render(
+        chart, "Response time over time", description + _partial_description(frame) + ".",
+        _PARTIAL_SERIES,
+    )
 
 
-def _milliseconds_text(ms: float | None) -> str:
-    return duration(ms / 1000) if ms is not None else "no requests"
+def partial_buckets(series: t.Any, tz: tzinfo, now: datetime | None = None) -> list[str]:
+    """The full names of the buckets a time chart draws dashed: the one still filling
+    at ``now`` ("Thu 2 May 14:00 (so far)") and any the window cuts short."""
+    frame = _frame(series, tz, utcnow() if now is None else now)
+    return [frame.names[i] for i in range(frame.drawn) if frame.partial[i]]
+
+
+def _partial_description(frame: _Frame) -> str:
+    partial = [frame.names[i] for i in range(frame.drawn) if frame.partial[i]]
+    if not partial:
+        return ""
+    return "; partial, drawn dashed: " + "; ".join(label(name) for name in partial)
+
+
+def _tick_text(value: float) -> str:
+    return f"{value:,.9g}"
 
 
 def status_chart(
@@ -506,10 +723,13 @@ def top_chart(
         width=440,
         height=max(120, 30 * len(rows) + 50),
         truncate_label=-1,
-        max_scale=5,
         tooltip_fancy_mode=False,  # label and value; fancy mode adds "Link >"
     )
     chart.value_formatter = number
+    # Bars start at 0 and counts step by whole numbers.
+    ticks = _ticks(max((hits for _, hits in rows), default=0), integer=True)
+    chart.range = (0, ticks[-1])
+    chart.y_labels = ticks
     labels = [label(value, empty) for value, _ in rows]
     values = []
     for (value, hits), text in zip(rows, labels):

@@ -209,18 +209,22 @@ def build_kpis(view: View) -> dict[str, t.Any]:
 
 def build_traffic(view: View) -> dict[str, t.Any]:
     series = view.series()
+    now = charts.utcnow()  # one instant for the chart and its caption
     return {
-        "traffic_chart": charts.traffic_chart(series, view.tz, view.zone_name),
+        "traffic_chart": charts.traffic_chart(series, view.tz, view.zone_name, now),
         "traffic_width": series.width,
         "traffic_total": sum(p.hits for p in series.points),
+        "traffic_partial": charts.partial_buckets(series, view.tz, now),
     }
 
 
 def build_response_times(view: View) -> dict[str, t.Any]:
     series = view.series()
+    now = charts.utcnow()
     return {
-        "response_chart": charts.response_time_chart(series, view.tz, view.zone_name),
+        "response_chart": charts.response_time_chart(series, view.tz, view.zone_name, now),
         "response_width": series.width,
+        "response_partial": charts.partial_buckets(series, view.tz, now),
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import typing as t
+from dataclasses import dataclass
 import xml.etree.ElementTree as ET
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -62,12 +63,66 @@ def calendar_series(f: Filters) -> Series:
     return Series(queries.bucket_width(f), points, f.until)
 
 
+@dataclass(frozen=True)
+class Dot:
+    """One drawn point of a time chart, as a reader (or pygal-tooltips) finds it."""
+
+    series: int  # pygal's series index: 0/1 the first metric (whole/partial), 2/3 the second
+    x: float
+    y: float
+    x_label: str
+    value: str  # the tooltip's value lines
+    label: str  # the tooltip's first line: the bucket
+    title: str  # the native <title>
+    partial: bool  # drawn in a series marked partial (dashed)
+
+
+def dots(root: ET.Element) -> list[Dot]:
+    """Every drawn dot, left to right (series order at the same x)."""
+    found = []
+    for group in root.iter(f"{SVG}g"):
+        classes = (group.get("class") or "").split()
+        if "series" not in classes:
+            continue
+        index = int(next(c[6:] for c in classes if c.startswith("serie-")))
+        for dot in group.iter(f"{SVG}g"):
+            if dot.get("class") != "dots":
+                continue
+            circle = dot.find(f"{SVG}circle")
+            assert circle is not None
+
+            def text(cls: str, tag: str = "desc", dot: ET.Element = dot) -> str:
+                el = next((e for e in dot.iter(f"{SVG}{tag}") if e.get("class") == cls), None)
+                return (el.text or "") if el is not None else ""
+
+            found.append(Dot(
+                index, float(circle.get("cx", "nan")), float(circle.get("cy", "nan")),
+                text("x_label"), text("value"), text("label"), text("fs-native-tip", "title"),
+                "fs-partial" in classes,
+            ))
+    return sorted(found, key=lambda d: (d.x, d.series))
+
+
+def metric(root: ET.Element, first_series: int = 0) -> list[Dot]:
+    """The dots of one metric, whole and partial buckets, left to right."""
+    return [d for d in dots(root) if d.series in (first_series, first_series + 1)]
+
+
 def x_labels(root: ET.Element, count: int) -> list[str]:
-    return [el.text or "" for el in root.iter(f"{SVG}desc") if el.get("class") == "x_label"][:count]
+    return [d.x_label for d in metric(root)][:count]
 
 
 def tooltips(root: ET.Element) -> list[str]:
     return [el.text or "" for el in root.iter(f"{SVG}title") if el.get("class") == "fs-native-tip"]
+
+
+def axis(root: ET.Element, name: str) -> list[str]:
+    """The tick labels of an axis: "y" (left), "y2" (right) or "x"."""
+    for group in root.iter(f"{SVG}g"):
+        classes = (group.get("class") or "").split()
+        if "axis" in classes and name in classes:
+            return [el.text or "" for el in group.iter(f"{SVG}text")]
+    return []
 
 
 def all_charts() -> dict[str, str]:
@@ -116,15 +171,10 @@ def test_traffic_chart_plots_every_bucket_in_time_order() -> None:
     start = datetime(2024, 5, 1)
     root = parse(charts.traffic_chart(series("day", start, hits), UTC, "UTC"))
     # Each bucket is one point of the hits line, zeros included, left to right.
-    hit_values = [
-        el.text for el in root.iter(f"{SVG}desc")
-        if el.get("class") == "value" and _serie_of(root, el) == 0
-    ]
-    assert hit_values == [str(h) for h in hits]
-    xs = [float(el.text or 0) for el in root.iter(f"{SVG}desc")
-          if (el.get("class") or "").startswith("x ") and _serie_of(root, el) == 0]
-    assert xs == sorted(xs) and len(set(xs)) == len(hits)
-    labels = [el.text for el in root.iter(f"{SVG}desc") if el.get("class") == "x_label"][: len(hits)]
+    points = metric(root)
+    assert [d.value.splitlines()[0] for d in points] == [f"{h} {'hit' if h == 1 else 'hits'}" for h in hits]
+    assert len({d.x for d in points}) == len(hits)
+    labels = [d.x_label for d in points]
     assert labels == ["Wed 1 May 2024", "Thu 2 May", "Fri 3 May", "Sat 4 May", "Sun 5 May",
                       "Mon 6 May", "Tue 7 May", "Wed 8 May", "Thu 9 May", "Fri 10 May"]
 
@@ -145,10 +195,12 @@ def test_weeks_are_named_by_their_monday_and_cut_weeks_say_so() -> None:
     labels = x_labels(root, 52)
     assert labels[:3] == ["Week of 1 Jan 2024", "Week of 8 Jan", "Week of 15 Jan"]
     assert len(labels) == 52 and labels[-1] == "Week of 23 Dec"
-    hits = [tip for tip in tooltips(root) if "Hits" in tip]
-    assert hits[0] == "Week of 1 Jan 2024 (Wed 3 Jan – Sun 7 Jan only) · Hits: 1"
-    assert hits[1] == "Week of 8 Jan 2024 · Hits: 1"
-    assert hits[-1] == "Week of 23 Dec 2024 (Mon 23 Dec – Sat 28 Dec only) · Hits: 1"
+    hits = [d.title for d in metric(root)]
+    assert hits[0] == "Week of 1 Jan 2024 (Wed 3 Jan – Sun 7 Jan only) — 1 hit, 1 visitor"
+    assert hits[1] == "Week of 8 Jan 2024 — 1 hit, 1 visitor"
+    assert hits[-1] == "Week of 23 Dec 2024 (Mon 23 Dec – Sat 28 Dec only) — 1 hit, 1 visitor"
+    # The cut weeks at either end are drawn as partial buckets, the others whole.
+    assert [d.partial for d in metric(root)] == [True] + [False] * 50 + [True]
     assert "per week (Europe/Berlin)" in (root.find(f"{SVG}desc").text or "")
 
 
@@ -159,11 +211,11 @@ def test_months_and_years_are_named_by_the_calendar() -> None:
     labels = x_labels(root, 120)
     assert len(labels) == 120 and labels[:3] == ["Jan 2015", "Feb 2015", "Mar 2015"]
     assert labels[-1] == "Dec 2024"
-    assert [tip for tip in tooltips(root) if "Hits" in tip][1] == "Feb 2015 · Hits: 1"
+    assert metric(root)[1].title == "Feb 2015 — 1 hit, 1 visitor"
     decades = Filters.between(date(1990, 6, 1), date(2024, 12, 31), tz="UTC")
     root = parse(charts.traffic_chart(calendar_series(decades), f_tz(decades), "UTC"))
     assert x_labels(root, 3) == ["1990", "1991", "1992"]
-    assert [tip for tip in tooltips(root) if "Hits" in tip][0] == "1990 (Fri 1 Jun – Mon 31 Dec only) · Hits: 1"
+    assert metric(root)[0].title == "1990 (Fri 1 Jun – Mon 31 Dec only) — 1 hit, 1 visitor"
 
 
 def test_days_after_a_daylight_saving_change_are_named_by_their_date() -> None:
@@ -194,9 +246,8 @@ def f_tz(f: Filters) -> t.Any:
 
 def test_response_time_chart_leaves_empty_buckets_as_gaps() -> None:
     root = parse(charts.response_time_chart(series("hour", datetime(2024, 5, 2), [3, 0, 5]), UTC, "UTC"))
-    p50 = [el.text for el in root.iter(f"{SVG}desc")
-           if el.get("class") == "value" and _serie_of(root, el) == 0]
-    assert p50 == ["60 ms", "100 ms"]  # no dot for the empty hour
+    p50 = [d.value.splitlines()[0] for d in metric(root)]
+    assert p50 == ["p50 60 ms", "p50 100 ms"]  # no dot for the empty hour
 
 
 def test_dense_hourly_series_shows_few_labels_but_every_point() -> None:
@@ -204,8 +255,7 @@ def test_dense_hourly_series_shows_few_labels_but_every_point() -> None:
     root = parse(charts.traffic_chart(series("hour", datetime(2024, 5, 1), hits), UTC, "UTC"))
     axis_labels = [t_ for t_ in texts(root, "text") if re.match(r"^(\w{3} \d\d? \w{3} )?\d\d:00$", t_)]
     assert 4 <= len(axis_labels) <= 12
-    values = [el for el in root.iter(f"{SVG}desc") if el.get("class") == "value" and _serie_of(root, el) == 0]
-    assert len(values) == 48
+    assert len(metric(root)) == 48
 
 
 @pytest.mark.parametrize("label", HOSTILE)
@@ -272,19 +322,35 @@ def test_native_titles_are_a_js_free_tooltip_fallback() -> None:
 
 
 @pytest.mark.parametrize("name", ["traffic", "response_times"])
-def test_every_time_chart_point_has_a_native_title(name: str) -> None:
+def test_every_time_chart_point_has_a_native_title_naming_every_series(name: str) -> None:
     root = parse(all_charts()[name])
-    series_names = json.loads(root.get("data-pygal-config", ""))["legends"]
-    dots = [g for g in root.iter(f"{SVG}g") if g.get("class") == "dots"]
+    points = dots(root)
     # Two series of six hours; response times have no dot for the three empty hours.
-    assert len(dots) == (12 if name == "traffic" else 6)
-    for dot in dots:
-        tips = [el for el in dot.findall(f"{SVG}title") if el.get("class") == "fs-native-tip"]
-        value = dot.find(f"{SVG}desc[@class='value']").text
-        series_name = series_names[_serie_of(root, dot)]
-        assert [tip.text for tip in tips] == [f"{_hour_of(dot)} · {series_name}: {value}"]
-    first = next(t_ for t_ in texts(root, "title") if " · " in t_)
-    assert first == ("Thu 2 May 00:00 · Hits: 3" if name == "traffic" else "Thu 2 May 00:00 · p50: 60 ms")
+    assert len(points) == (12 if name == "traffic" else 6)
+    for dot in root.iter(f"{SVG}g"):
+        if dot.get("class") == "dots":
+            assert len([el for el in dot.findall(f"{SVG}title") if el.get("class") == "fs-native-tip"]) == 1
+    hits = [3, 0, 0, 5, 1, 0]
+    for point in points:
+        hour = int(point.x_label[-5:-3])
+        bucket = f"Thu 2 May {hour:02d}:00"
+        h = hits[hour]
+        if name == "traffic":
+            counts = f"{h} {'hit' if h == 1 else 'hits'}, {min(h, 3)} {'visitor' if min(h, 3) == 1 else 'visitors'}"
+            assert point.title == f"{bucket} — {counts}"
+            # The script's tooltip: the bucket, then one line per series.
+            assert point.value.splitlines() == counts.split(", ")
+        else:
+            p50, p95 = charts.duration(0.02 * h), charts.duration(0.05 * h)
+            requests = f"{h} {'request' if h == 1 else 'requests'}"
+            assert point.title == f"{bucket} — p50 {p50}, p95 {p95} ({requests})"
+            assert point.value.splitlines() == [f"p50 {p50}", f"p95 {p95}", requests]
+        assert point.label == bucket
+    first = next(t_ for t_ in texts(root, "title") if " — " in t_)
+    assert first == (
+        "Thu 2 May 00:00 — 3 hits, 3 visitors" if name == "traffic"
+        else "Thu 2 May 00:00 — p50 60 ms, p95 150 ms (3 requests)"
+    )
 
 
 @pytest.mark.parametrize("chart", [charts.traffic_chart, charts.response_time_chart])
@@ -350,22 +416,6 @@ def test_series_name_in_a_tooltip_is_readable(theme: charts.Theme, dark: bool) -
         rf"\.{theme.css_class} \.tooltip \.legend\{{[^}}]*fill:\s*([^;}}]+)", dark_css if dark else light_css
     )
     assert fills and fills[-1].strip() == style.foreground != style.foreground_subtle
-
-
-def _hour_of(dot: ET.Element) -> str:
-    """The full name of a dot's bucket in all_charts() (hours from 2 May 00:00 UTC)."""
-    x_label = dot.find(f"{SVG}desc[@class='x_label']").text or ""
-    return x_label if " " in x_label else f"Thu 2 May {x_label}"
-
-
-def _serie_of(root: ET.Element, element: ET.Element) -> int | None:
-    for g in root.iter(f"{SVG}g"):
-        classes = (g.get("class") or "").split()
-        if "series" in classes and element in list(g.iter()):
-            for cls in classes:
-                if cls.startswith("serie-"):
-                    return int(cls[6:])
-    return None
 
 
 def test_a_chart_of_the_same_data_is_rendered_once(monkeypatch):
