@@ -434,3 +434,244 @@ def test_a_chart_of_the_same_data_is_rendered_once(monkeypatch):
     changed = points[:-1] + [Point(points[-1].start, 99, 1, None, None)]
     other = module.traffic_chart(Series("hour", changed, start + timedelta(days=1)), timezone.utc, "UTC")
     assert other != first and len(calls) == 2
+
+
+# ---------------------------------------------------------------------------------
+# Honest charts: nothing drawn ahead of now, partial buckets marked, axes from 0
+
+DAY = datetime(2024, 5, 2)
+AT_1420 = DAY + timedelta(hours=14, minutes=20)
+
+
+def today_series(hits: list[int] | None = None) -> Series:
+    """2 May 2024 by the hour, as the dashboard charts a one-day window."""
+    f = Filters.between(DAY.date(), DAY.date())
+    starts = queries.bucket_starts(f)
+    counts = hits or [5 + i for i in range(len(starts))]
+    points = [Point(s, h, max(1, h // 3), 0.02, 0.1) for s, h in zip(starts, counts)]
+    return Series(queries.bucket_width(f), points, f.until)
+
+
+def line_xs(root: ET.Element, *, partial: bool | None = None) -> list[float]:
+    """The x coordinate of every vertex of every drawn line (of partial series only,
+    or whole ones only)."""
+    xs = []
+    for group in root.iter(f"{SVG}g"):
+        classes = (group.get("class") or "").split()
+        if "series" not in classes or (partial is not None and ("fs-partial" in classes) != partial):
+            continue
+        for path in group.iter(f"{SVG}path"):
+            if "line" in (path.get("class") or "").split():
+                numbers = [float(n) for n in re.findall(r"-?[\d.]+", path.get("d", ""))]
+                xs += numbers[0::2]  # "M x y L x y x y ...": every other number is an x
+    return xs
+
+
+def height_of(root: ET.Element, dot: Dot, reference: list[Dot], values: list[float]) -> float:
+    """What ``dot`` measures on the scale of ``reference`` (dots of known ``values``):
+    from where that scale draws 0 and how many pixels one unit is."""
+    (a, va), (b, vb) = sorted(zip(reference, values), key=lambda p: p[1])[:: len(values) - 1]
+    per_unit = (a.y - b.y) / (vb - va)
+    zero = a.y + va * per_unit
+    return (zero - dot.y) / per_unit
+
+
+@pytest.mark.parametrize("chart", [charts.traffic_chart, charts.response_time_chart])
+def test_no_bucket_after_the_current_one_is_drawn(chart: t.Callable[..., str]) -> None:
+    root = parse(chart(today_series(), UTC, "UTC", AT_1420))
+    first = metric(root)
+    # The hours 15:00-23:00 have not happened: no dot, no line, not even at 0.
+    assert [d.x_label[-5:] for d in first] == [f"{h:02d}:00" for h in range(15)]
+    last_x = first[-1].x
+    assert max(d.x for d in dots(root)) == last_x
+    assert max(line_xs(root)) == pytest.approx(last_x)
+    # The axis still spans the whole day, so the chart shows how much of it is left.
+    assert axis(root, "x")[-1] == "21:00"
+    # The next hour draws one more bucket.
+    later = parse(chart(today_series(), UTC, "UTC", DAY + timedelta(hours=15, minutes=1)))
+    assert len(metric(later)) == 16
+
+
+def test_a_window_that_has_not_begun_draws_nothing() -> None:
+    root = parse(charts.traffic_chart(today_series(), UTC, "UTC", DAY - timedelta(minutes=1)))
+    assert dots(root) == [] and line_xs(root) == []
+
+
+def test_the_bucket_still_filling_is_dashed_and_says_so_far() -> None:
+    root = parse(charts.traffic_chart(today_series(), UTC, "UTC", AT_1420))
+    hits, visitors = metric(root, 0), metric(root, 2)
+    for points in (hits, visitors):
+        assert [d.partial for d in points] == [False] * 14 + [True]
+        assert points[-1].label == "Thu 2 May 14:00 (so far)"
+        assert all("so far" not in d.title for d in points[:-1])
+    assert hits[-1].title == "Thu 2 May 14:00 (so far) — 19 hits, 6 visitors"
+    assert hits[-1].value.splitlines() == ["19 hits", "6 visitors"]
+    # The dashed stretch joins the last whole hour to the one still filling; the
+    # whole line stops at the last whole hour.
+    assert sorted(set(line_xs(root, partial=True))) == pytest.approx([hits[-2].x, hits[-1].x])
+    assert max(line_xs(root, partial=False)) == pytest.approx(hits[-2].x)
+    stylesheet = charts.STYLESHEET.read_text(encoding="utf-8")
+    assert ".fs-chart .fs-partial .line{stroke-dasharray:" in stylesheet
+    assert ".fs-chart .fs-partial .dot{fill-opacity:.15" in stylesheet
+    assert "so far" in (root.find(f"{SVG}desc").text or "")
+    assert charts.partial_buckets(today_series(), UTC, AT_1420) == ["Thu 2 May 14:00 (so far)"]
+    # Once the day is over, every hour is whole.
+    closed = parse(charts.traffic_chart(today_series(), UTC, "UTC", DAY + timedelta(days=1, hours=1)))
+    assert len(metric(closed)) == 24 and not any(d.partial for d in dots(closed))
+    assert not any("so far" in d.title for d in dots(closed))
+
+
+def test_response_times_mark_the_open_bucket_too() -> None:
+    root = parse(charts.response_time_chart(today_series(), UTC, "UTC", AT_1420))
+    for points in (metric(root, 0), metric(root, 2)):
+        assert [d.partial for d in points] == [False] * 14 + [True]
+        assert points[-1].title == "Thu 2 May 14:00 (so far) — p50 20 ms, p95 100 ms (19 requests)"
+
+
+def test_days_the_window_cuts_short_are_partial_too() -> None:
+    # A window from 14:00 on 1 May to 14:00 on 5 May, by the day, seen afterwards.
+    since, until = datetime(2024, 5, 1, 14), datetime(2024, 5, 5, 14)
+    starts = [since] + [datetime(2024, 5, day) for day in (2, 3, 4, 5)]
+    cut = Series("day", [Point(s, 10, 5, 0.02, 0.05) for s in starts], until)
+    root = parse(charts.traffic_chart(cut, UTC, "UTC", until + timedelta(days=1)))
+    hits = metric(root)
+    assert [d.partial for d in hits] == [True, False, False, False, True]
+    assert hits[0].label == "Wed 1 May 2024 (from 14:00)"
+    assert hits[-1].label == "Sun 5 May 2024 (until 14:00)"
+
+
+def test_today_in_a_week_is_partial_and_earlier_days_whole() -> None:
+    f = Filters.between(date(2024, 4, 26), DAY.date(), tz="Europe/Berlin")
+    week = calendar_series(f)
+    # 16:00 in Berlin on the last day of the window.
+    root = parse(charts.traffic_chart(week, f_tz(f), f.tz, DAY + timedelta(hours=14)))
+    hits = metric(root)
+    assert len(hits) == 7 and [d.partial for d in hits] == [False] * 6 + [True]
+    assert hits[-1].label == "Thu 2 May 2024 (so far)"
+
+
+@pytest.mark.parametrize(
+    ("hits", "ticks"),
+    [
+        ([0, 1, 2, 1], ["0", "1", "2"]),
+        ([1, 3, 2], ["0", "1", "2", "3"]),
+        ([0, 0, 0], ["0", "1"]),
+        ([5, 9, 7], ["0", "5", "10"]),
+        ([12, 2, 7], ["0", "5", "10", "15"]),
+        ([400, 3000, 1200], ["0", "1,000", "2,000", "3,000"]),
+    ],
+)
+def test_count_axes_start_at_0_with_whole_number_ticks(hits: list[int], ticks: list[str]) -> None:
+    root = parse(charts.traffic_chart(series("day", datetime(2024, 5, 1), hits), UTC, "UTC"))
+    assert axis(root, "y") == ticks
+    right = axis(root, "y2")
+    assert right[0] == "0" and all(re.fullmatch(r"\d[\d,]*", tick) for tick in right), right
+    # The busiest bucket is drawn below the top tick, the emptiest at or above 0.
+    top = max(hits)
+    assert int(ticks[-1].replace(",", "")) >= top
+
+
+@pytest.mark.parametrize(("counts", "ticks"), [([3, 1], ["0", "1", "2", "3"]), ([1], ["0", "1"])])
+def test_bar_chart_counts_start_at_0_with_whole_number_ticks(counts: list[int], ticks: list[str]) -> None:
+    root = parse(charts.top_chart("Top", [(f"/{i}", c) for i, c in enumerate(counts)]))
+    assert axis(root, "x") == ticks
+
+
+def test_visitors_have_a_scale_of_their_own() -> None:
+    hits, visitors = [3000, 2800, 3100], [30, 25, 35]
+    points = [Point(DAY + timedelta(days=i), h, v, None, None) for i, (h, v) in enumerate(zip(hits, visitors))]
+    root = parse(charts.traffic_chart(Series("day", points, DAY + timedelta(days=3)), UTC, "UTC"))
+    assert axis(root, "y") == ["0", "1,000", "2,000", "3,000", "4,000"]
+    assert axis(root, "y2") == ["0", "10", "20", "30", "40"]
+    legends = json.loads(root.get("data-pygal-config", ""))["legends"]
+    assert "Unique visitors (right axis)" in legends
+    # On the hits scale 35 visitors would be a flat line at the floor; on their own
+    # scale the busiest bucket is drawn most of the way up (35 of 40).
+    hit_dots, visitor_dots = metric(root, 0), metric(root, 2)
+    peak = max(visitor_dots, key=lambda d: -d.y)
+    assert height_of(root, peak, hit_dots, hits) == pytest.approx(35 / 40 * 4000, rel=0.02)
+
+
+def test_response_time_axis_starts_at_0() -> None:
+    p95s = [0.2, 3.0, 1.1]
+    points = [Point(DAY + timedelta(days=i), 10, 5, 0.04, p) for i, p in enumerate(p95s)]
+    root = parse(charts.response_time_chart(Series("day", points, DAY + timedelta(days=3)), UTC, "UTC"))
+    assert axis(root, "y") == ["0", "1,000", "2,000", "3,000"]
+    p95_dots = metric(root, 2)
+    # The p50 line sits at 40 ms above 0, on the same linear scale as p95.
+    p50 = metric(root, 0)[0]
+    assert height_of(root, p50, p95_dots, [p * 1000 for p in p95s]) == pytest.approx(40, abs=15)
+    small = [Point(DAY, 3, 1, 0.0004, 0.0009)]
+    root = parse(charts.response_time_chart(Series("day", small, DAY + timedelta(days=1)), UTC, "UTC"))
+    assert axis(root, "y")[0] == "0" and axis(root, "y")[-1] == "1"
+
+
+def test_a_cached_chart_never_shows_a_stale_open_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = charts._traffic_chart
+    monkeypatch.setattr(charts, "_traffic_chart", lambda *a: calls.append(a) or real(*a))
+    day = today_series()
+    first = charts.traffic_chart(day, UTC, "UTC", AT_1420)
+    # Later in the same hour the chart is the same and comes from the cache...
+    assert charts.traffic_chart(day, UTC, "UTC", AT_1420 + timedelta(minutes=39)) == first
+    assert len(calls) == 1
+    # ...the next hour draws the 15:00 bucket as the open one.
+    next_hour = charts.traffic_chart(day, UTC, "UTC", AT_1420 + timedelta(minutes=41))
+    assert len(calls) == 2 and next_hour != first
+    assert metric(parse(next_hour))[-1].label == "Thu 2 May 15:00 (so far)"
+    # A closed day is the same chart whatever the time.
+    closed = charts.traffic_chart(day, UTC, "UTC", DAY + timedelta(days=1))
+    assert charts.traffic_chart(day, UTC, "UTC", DAY + timedelta(days=30)) == closed
+    assert len(calls) == 3
+
+
+# ---------------------------------------------------------------------------------
+# The dashboard's chart panels, on every backend
+
+
+def _panel_svg(app: t.Any, endpoint: str, query: str) -> tuple[str, ET.Element]:
+    from dashboard_support import dashboard_urls
+
+    html = app.test_client().get(dashboard_urls(app, query=query)[endpoint]).get_data(as_text=True)
+    found = re.search(r"<svg\b.*?</svg>", html, re.S)
+    assert found, html[:500]
+    return html, parse(found.group(0))
+
+
+def test_chart_panels_of_today_stop_at_now_and_mark_the_open_hour(
+    make_app: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dashboard_support import insert, row
+
+    app, *_ = make_app()
+    rows = [row(date=DAY + timedelta(minutes=10), remote_address="203.0.113.1") for _ in range(2)]
+    rows += [row(date=DAY + timedelta(hours=9, minutes=30 + i), remote_address=f"203.0.113.{i}",
+                 response_time=0.1 * (i + 1)) for i in range(3)]
+    rows += [row(date=DAY + timedelta(hours=14, minutes=i), remote_address=f"198.51.100.{i % 2}")
+             for i in range(4)]
+    insert(app, rows)
+    monkeypatch.setattr(charts, "utcnow", lambda: AT_1420)
+    query = "start=2024-05-02&end=2024-05-02"
+
+    html, root = _panel_svg(app, "traffic", query)
+    hits = metric(root)
+    assert [d.x_label[-5:] for d in hits] == [f"{h:02d}:00" for h in range(15)]
+    assert [d.value.splitlines()[0] for d in hits][:1] + [hits[9].value.splitlines()[0]] == ["2 hits", "3 hits"]
+    assert [d.partial for d in hits] == [False] * 14 + [True]
+    assert hits[-1].title == "Thu 2 May 14:00 (so far) — 4 hits, 2 visitors"
+    assert axis(root, "y") == ["0", "1", "2", "3", "4"]
+    assert axis(root, "y2")[0] == "0"
+    assert "Dashed: Thu 2 May 14:00 (so far), not a whole hour." in html
+
+    html, root = _panel_svg(app, "response_times", query)
+    assert axis(root, "y")[0] == "0"
+    p50 = metric(root, 0)
+    assert [d.x_label[-5:] for d in p50] == ["00:00", "09:00", "14:00"]  # empty hours are gaps
+    assert p50[-1].partial and p50[-1].title.startswith("Thu 2 May 14:00 (so far) — p50 ")
+    assert max(d.x for d in dots(root)) == p50[-1].x
+
+    # The same window seen the next day: every hour whole, no caption.
+    monkeypatch.setattr(charts, "utcnow", lambda: DAY + timedelta(days=1, hours=3))
+    html, root = _panel_svg(app, "traffic", query)
+    assert len(metric(root)) == 24 and not any(d.partial for d in dots(root))
+    assert "Dashed:" not in html
