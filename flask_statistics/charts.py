@@ -500,10 +500,9 @@ def _nice_step(raw: float, *, integer: bool) -> float:
     if raw <= 0 or (integer and raw <= 1):
         return 1
     power = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 5, 10):
-        if factor * power >= raw * (1 - 1e-9):
-            return t.cast(float, factor * power)
-    return t.cast(float, 10 * power)  # pragma: no cover - the loop always returns
+    # The tolerance keeps a raw step of exactly 2 × 10^k from rounding up to 5.
+    factor = next((f for f in (1, 2, 5) if f * power >= raw * (1 - 1e-9)), 10)
+    return float(factor * power)
 
 
 def _ticks(top: float, *, integer: bool, intervals: int = 4) -> list[float]:
