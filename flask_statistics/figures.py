@@ -8,6 +8,7 @@ Each function has the signature of its namesake in :mod:`.queries` plus the roll
 from __future__ import annotations
 
 import typing as t
+import weakref
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -17,13 +18,22 @@ from .filters import Filters
 from .rollups import read
 from .rollups.store import Store
 
+#: Plans already made on a connection: a full page asks for the same one per panel,
+#: and each would read the state row again.
+_plans: weakref.WeakKeyDictionary[sa.Connection, dict[tuple[int, Filters], t.Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _plan(conn: sa.Connection, store: Store | None, filters: Filters) -> read.Plan | None:
     if store is None:
         return None
-    hourly = queries.bucket_width(filters) == "hour"
-    return read.plan(conn, store, filters, hourly)
+    made = _plans.setdefault(conn, {})
+    key = (id(store), filters)
+    if key not in made:
+        hourly = queries.bucket_width(filters) == "hour"
+        made[key] = read.plan(conn, store, filters, hourly)
+    return t.cast("read.Plan | None", made[key])
 
 
 def source(conn: sa.Connection, store: Store | None, filters: Filters) -> str:
