@@ -108,6 +108,10 @@ class RowStream:
             if not self._done and conn.dialect.name in ("mysql", "mariadb"):
                 # Closing an unfinished unbuffered (SSCursor) result reads every row
                 # left on the server; dropping the connection ends the query at once.
+                # PyMySQL would still try to read the rest when the cursor is freed.
+                pending = getattr(getattr(self._result, "cursor", None), "_result", None)
+                if getattr(pending, "unbuffered_active", False):
+                    pending.unbuffered_active = False
                 conn.invalidate()
             else:
                 self._result.close()
