@@ -315,3 +315,45 @@ def test_cli_failing_database_exits_1_and_leaves_no_file(exporting: t.Any, tmp_p
     assert result.exit_code == 1
     assert "could not read table" in result.stderr
     assert not target.exists() and not (tmp_path / "rows.csv.part").exists()
+
+
+# ---------------------------------------------------------------------------------
+# In a real browser (fixtures shared with test_browser.py: the seeded demo app under
+# both policies, watched for CSP violations and requests to other hosts)
+
+from test_browser import browser, session, session_factory, site, tally  # noqa: E402,F401
+
+
+def download(session: t.Any, url: str) -> t.Any:
+    """Navigate to an export URL and return Playwright's download of it."""
+    from playwright.sync_api import Error
+
+    with session.page.expect_download() as info:
+        try:
+            session.page.goto(url)
+        except Error as error:  # a navigation that becomes a download is "aborted"
+            assert "net::ERR_ABORTED" in str(error) or "Download is starting" in str(error), error
+    return info.value
+
+
+def test_csv_downloads_through_the_browser_and_parses(session: t.Any) -> None:
+    site = session.site
+    session.open(site.server.url + "/statistics/live")
+    csv_file = download(session, site.server.url + "/statistics/export.csv")
+    today = datetime.now(timezone.utc).date()
+    span = site.app.config["STATISTICS_DEFAULT_DATE_SPAN"]
+    assert csv_file.suggested_filename in {
+        f"statistics-{day - span}-to-{day}.csv" for day in (today, today - timedelta(days=1))
+    }
+    rows = parse_csv(open(csv_file.path(), "rb").read())
+    assert len(rows) == site.total  # the seeded week lies within the default range
+    assert {r["path"] for r in rows} >= {"/<script>alert(1)</script>", "/products"}
+    assert all(r["date"].endswith("Z") for r in rows)
+    assert [r["date"] for r in rows] == sorted(r["date"] for r in rows)
+
+    # The current filters narrow the file too.
+    jsonl_file = download(session, site.server.url + "/statistics/export.jsonl?status=404&method=GET")
+    found = parse_jsonl(open(jsonl_file.path(), "rb").read())
+    assert len(found) == site.count(status_code=404, method="GET") > 0
+    assert {(r["status_code"], r["method"]) for r in found} == {(404, "GET")}
+    session.assert_clean()

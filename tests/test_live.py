@@ -203,3 +203,135 @@ def test_live_chart_counts_from_zero_in_whole_numbers() -> None:
     # Each bar says which minute it is, in local time, without JavaScript too.
     assert "15:28:00 – 15:29:00 · Requests: 1" in svg
     assert "style=" not in svg and "<script" not in svg
+
+
+# ---------------------------------------------------------------------------------
+# In a real browser (fixtures shared with test_browser.py: the seeded demo app under
+# both policies, watched for CSP violations and requests to other hosts)
+
+from test_browser import browser, session, session_factory, site, tally  # noqa: E402,F401
+
+# Lets a test hide and show the tab: Chromium keeps a headless page visible.
+VISIBILITY_SCRIPT = """
+window.__testHidden = false;
+Object.defineProperty(Document.prototype, "hidden", {
+  configurable: true, get() { return window.__testHidden; } });
+Object.defineProperty(Document.prototype, "visibilityState", {
+  configurable: true, get() { return window.__testHidden ? "hidden" : "visible"; } });
+// Polls that came due, sent or not.
+window.__liveAttempts = 0;
+document.addEventListener("htmx:before:request", (event) => {
+  if (event.target && event.target.id === "live-panel") window.__liveAttempts += 1;
+}, true);
+window.__setHidden = (hidden) => {
+  window.__testHidden = hidden;
+  document.dispatchEvent(new Event("visibilitychange"));
+};
+"""
+MARK_PANEL = "document.getElementById('live-panel').dataset.old = 'yes'"
+PANEL_REPLACED = "() => { const p = document.getElementById('live-panel'); return p && !p.dataset.old && !p.classList.contains('htmx-request'); }"
+
+
+def record(site: t.Any, path: str) -> None:
+    """A request recorded just now, straight into the demo's table."""
+    state = site.app.extensions["statistics"]
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with site.app.app_context(), state.db.engine.begin() as conn:
+        conn.execute(state.table.insert(), [row(date=now, path=path, status_code=201, method="POST")])
+
+
+def newest_path(page: t.Any) -> str:
+    return page.locator("#live-log tbody tr.log-row >> nth=0 >> td.cell-path").inner_text().strip()
+
+
+def panel_requests(session: t.Any) -> list[str]:
+    seen: list[str] = []
+    session.page.on("request", lambda r: seen.append(r.url) if "/statistics/live/panel" in r.url else None)
+    return seen
+
+
+def test_live_view_polls_every_10_seconds_under_the_csp(session: t.Any) -> None:
+    page = session.page
+    site = session.site
+    page.clock.install()
+    session.open(site.server.url + "/statistics/live")
+    assert page.locator("#live-status").inner_text() == "Updates every 10 s"
+    assert page.locator("#live-minutes svg.pygal-chart").count() == 1
+    assert page.locator("#live-log tbody tr.log-row").count() == live.LATEST
+    polls = panel_requests(session)
+    page.clock.run_for(5_000)
+    assert polls == []  # not before 10 s
+
+    record(site, "/live/first")
+    page.evaluate(MARK_PANEL)
+    page.clock.run_for(5_500)
+    page.wait_for_function(PANEL_REPLACED)
+    assert len(polls) == 1
+    assert newest_path(page) == "/live/first"
+    # The swapped-in chart got its tooltips, like the dashboard's.
+    page.wait_for_function("() => !document.querySelector('#live-minutes svg title.fs-native-tip')")
+
+    # The new panel keeps polling.
+    record(site, "/live/second")
+    page.evaluate(MARK_PANEL)
+    page.clock.run_for(10_500)
+    page.wait_for_function(PANEL_REPLACED)
+    assert len(polls) == 2 and newest_path(page) == "/live/second"
+
+    # Each latest request opens its detail page.
+    with page.expect_navigation():
+        page.locator("#live-log tbody tr.log-row >> nth=0 >> a.detail-link").click()
+    assert page.locator("#request-detail .detail-path").inner_text() == "/live/second"
+    page.go_back()
+    page.locator("#back-to-dashboard").click()
+    page.wait_for_url(site.url)
+    session.assert_clean()
+
+
+def test_live_view_pauses_while_the_tab_is_hidden(session: t.Any) -> None:
+    page = session.page
+    site = session.site
+    session.context.add_init_script(VISIBILITY_SCRIPT)
+    page.clock.install()
+    session.open(site.server.url + "/statistics/live")
+    polls = panel_requests(session)
+
+    page.evaluate("window.__setHidden(true)")
+    assert page.locator("#live-status").inner_text() == "Paused while this tab is hidden"
+    page.clock.run_for(35_000)  # three polls come due, and none is sent
+    page.wait_for_function("() => window.__liveAttempts === 3")
+    assert polls == []
+
+    record(site, "/live/while-hidden")
+    page.evaluate(MARK_PANEL)
+    page.evaluate("window.__setHidden(false)")  # back: refreshed at once
+    page.wait_for_function(PANEL_REPLACED)
+    assert len(polls) == 1 and newest_path(page) == "/live/while-hidden"
+    assert page.locator("#live-status").inner_text() == "Updates every 10 s"
+
+    # And polling goes on as before.
+    page.evaluate(MARK_PANEL)
+    page.clock.run_for(10_500)
+    page.wait_for_function(PANEL_REPLACED)
+    assert len(polls) == 2
+    session.assert_clean()
+
+
+def test_live_view_without_javascript_offers_a_refresh_link(session_factory: t.Any) -> None:
+    session = session_factory(java_script_enabled=False)
+    page = session.page
+    site = session.site
+    session.open(site.server.url + "/statistics/live")
+    assert page.locator("#live-status").is_hidden()  # no promise of updates
+    assert page.locator("#live-noscript").is_visible()
+    assert page.locator("#live-log tbody tr.log-row").count() == live.LATEST
+
+    record(site, "/live/no-js")
+    with page.expect_navigation():
+        page.locator("#live-refresh").click()
+    assert page.url == site.server.url + "/statistics/live"
+    assert newest_path(page) == "/live/no-js"
+    assert len(session.watch.full_loads) == 2
+    page.locator("#live-dashboard").click()
+    page.wait_for_url(site.url)
+    session.assert_clean()
