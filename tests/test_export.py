@@ -198,6 +198,16 @@ def test_export_headers_keep_it_out_of_caches(exporting: t.Any) -> None:
     assert response.headers["Content-Security-Policy"]
 
 
+def test_formulas_are_neutralised_whatever_the_column_type() -> None:
+    # SQLite keeps text in a column declared INTEGER; a custom type may hold anything.
+    out = export.CsvEncoder(["n", "flag", "when", "other"], [sa.Integer(), sa.Boolean(), sa.DateTime(), sa.JSON()])
+    body = out.header() + out.rows([("=1+1", True, datetime(2024, 5, 2, 12, 0), "-x"), (-3, None, None, 2.5)])
+    assert parse_csv(body) == [
+        {"n": "'=1+1", "flag": "true", "when": "2024-05-02T12:00:00.000000Z", "other": "'-x"},
+        {"n": "-3", "flag": "", "when": "", "other": "2.5"},
+    ]
+
+
 def test_only_the_columns_the_model_has(make_app: t.Any) -> None:
     # The classic example's model: no is_bot, no route; plus a column of the app's own.
     app, *_ = make_app(model="seed", columns={"tenant": sa.Column(sa.String(20))})
