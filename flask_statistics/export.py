@@ -321,10 +321,7 @@ def _view(fmt: str, state_of_app: t.Callable[[], StatisticsState]) -> t.Callable
             return _bad_filters(form)
         state = state_of_app()
         stream = RowStream(engine_of(state), state.table, filters)
-        response = Response(
-            stream_with_context(encode(fmt, stream)), mimetype=MEDIA_TYPES[fmt].split(";")[0]
-        )
-        response.content_type = MEDIA_TYPES[fmt]
+        response = Response(stream_with_context(encode(fmt, stream)), content_type=MEDIA_TYPES[fmt])
         # A response that is never read (HEAD, an error while sending) still frees
         # the connection: the generator's cleanup runs only once it has started.
         response.call_on_close(stream.close)

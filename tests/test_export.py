@@ -9,10 +9,11 @@ import io
 import json
 import typing as t
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dashboard_support import HTMX, NOON, QS, insert, row, sample_rows
+from dashboard_support import HTMX, NOON, QS, Page, insert, row, sample_rows
 from flask import Response
 
 from flask_statistics import export
@@ -355,7 +356,7 @@ def test_csv_downloads_through_the_browser_and_parses(session: t.Any) -> None:
     assert csv_file.suggested_filename in {
         f"statistics-{day - span}-to-{day}.csv" for day in (today, today - timedelta(days=1))
     }
-    rows = parse_csv(open(csv_file.path(), "rb").read())
+    rows = parse_csv(Path(csv_file.path()).read_bytes())
     assert len(rows) == site.total  # the seeded week lies within the default range
     assert {r["path"] for r in rows} >= {"/<script>alert(1)</script>", "/products"}
     assert all(r["date"].endswith("Z") for r in rows)
@@ -363,7 +364,34 @@ def test_csv_downloads_through_the_browser_and_parses(session: t.Any) -> None:
 
     # The current filters narrow the file too.
     jsonl_file = download(session, site.server.url + "/statistics/export.jsonl?status=404&method=GET")
-    found = parse_jsonl(open(jsonl_file.path(), "rb").read())
+    found = parse_jsonl(Path(jsonl_file.path()).read_bytes())
     assert len(found) == site.count(status_code=404, method="GET") > 0
     assert {(r["status_code"], r["method"]) for r in found} == {(404, "GET")}
     session.assert_clean()
+
+
+def test_the_dashboards_export_links_carry_the_current_filters(make_app: t.Any) -> None:
+    from flask import render_template
+
+    from flask_statistics import panels
+    from flask_statistics.forms import parse_filters
+
+    app, *_ = make_app(model="default")
+    insert(app, sample_rows())
+    query = f"{QS}&status=4xx&path=/sh&path_match=prefix&sort=size&order=asc&page=2"
+    with app.test_request_context(f"/statistics/?{query}"):
+        from flask import request
+
+        filters, _form = parse_filters(request.args, app.config)
+        html = render_template("statistics/_actions.html", links=panels.Links(filters), filters=filters)
+    links = {a["id"]: a["href"] for a in Page(html).links}
+    assert links["live-link"] == "/statistics/live"
+    client = app.test_client()
+    for fmt in export.FORMATS:
+        href = links[f"export-{fmt}"]
+        assert href.startswith(f"/statistics/export.{fmt}?")
+        # The filters, not the request log's order or page.
+        assert "sort=" not in href and "page=" not in href and "order=" not in href
+        body = client.get(href).get_data()
+        found = parse_csv(body) if fmt == "csv" else parse_jsonl(body)
+        assert [(r["path"], str(r["status_code"])) for r in found] == [("/shop", "404")] * 2
