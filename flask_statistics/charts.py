@@ -768,3 +768,36 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def live_chart(minutes: t.Sequence[tuple[datetime, datetime, int]], tz: tzinfo, zone_name: str) -> Markup:
+    """Requests per minute for the live view: one bar per ``(start, end, hits)``
+    (naive UTC), each a whole minute, the last ending now; counts from 0 in whole
+    numbers. Not cached: it changes with every refresh."""
+    rows = list(minutes)
+    ends = [buckets.to_local(end, tz) for _, end, _ in rows]
+    names = [
+        f"{buckets.to_local(start, tz):%H:%M:%S} – {end:%H:%M:%S}"
+        for (start, _, _), end in zip(rows, ends)
+    ]
+    hits = [count for _, _, count in rows]
+    peak = max(hits, default=0)
+    # Whole-number steps, about four of them, so small counts get no 0.5 ticks.
+    step = max(1, -(-peak // 4))
+    top = max(step * 4, step * -(-peak // step))
+    chart = _new_chart(
+        _pygal().Bar, width=800, height=260, show_legend=False, range=(0, top),
+        y_labels=list(range(0, top + 1, step)), x_label_rotation=0,
+        show_minor_x_labels=False, x_labels_major_every=5, truncate_label=-1,
+        tooltip_fancy_mode=False, margin_bottom=_LEGEND_MARGIN_BOTTOM,
+    )
+    chart.value_formatter = number
+    chart.x_labels = [f"{end:%H:%M}" for end in ends]
+    chart.add("Requests", _titled("Requests", hits, names, number))
+    description = (
+        f"Bar chart of requests per minute over the last {len(rows)} minutes "
+        f"({zone_name}), {number(sum(hits))} in total"
+    )
+    if rows:
+        description += f"; last minute: {number(hits[-1])}; busiest minute: {number(peak)}"
+    return _render(chart, "Requests per minute", description + ".")

@@ -1,4 +1,5 @@
-"""``flask statistics``: prune old rows, erase one client's rows, show the state.
+"""``flask statistics``: prune old rows, erase one client's rows, export rows, show
+the state.
 
 Output is for people; exit codes are for scripts: 0 when the work was done, 1 when the
 database could not be read or written, 2 for bad arguments.
@@ -6,6 +7,8 @@ database could not be read or written, 2 for bad arguments.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import typing as t
 from contextlib import contextmanager
@@ -229,6 +232,89 @@ def status() -> None:
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         click.echo(f"{label + ':':<{width + 1}} {value}")
+
+
+@statistics_cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="CSV with a header row, or JSON Lines (one object per row).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="The file to write; - writes to standard output.")
+@click.option("--start", help="First day, YYYY-MM-DD (default: the dashboard's default range).")
+@click.option("--end", help="Last day, YYYY-MM-DD, included.")
+@click.option("--path", help="Only this path (or prefix, with --path-match prefix).")
+@click.option("--path-match", help="exact (the default) or prefix.")
+@click.option("--route", help="Only this URL rule, e.g. /products/<int:id>.")
+@click.option("--status", help="A status code (404) or class (4xx).")
+@click.option("--method", help="GET, POST, ...")
+@click.option("--bots", help="exclude: leave the rows marked as bots out; only: keep only them.")
+@click.option("--browser", help="Only this browser, as shown on the dashboard.")
+@click.option("--platform", help="Only this platform.")
+@click.option("--remote-address", help="Only this client address, as stored.")
+@click.option("--user-agent", help="Only this user agent.")
+def export(fmt: str, output: str, **options: str | None) -> None:
+    """Write the rows matching the dashboard's filters to a file, oldest first.
+
+    Every column, dates in UTC (ISO 8601), streamed in constant memory. The filters
+    and their checks are the dashboard's: the same dates and the same messages.
+    """
+    from werkzeug.datastructures import MultiDict
+
+    from . import export as exporting
+    from .forms import parse_filters
+
+    args = MultiDict({name: value for name, value in options.items() if value is not None})
+    filters, form = parse_filters(args, current_app.config)
+    if filters is None:
+        for name, messages in form.errors.items():
+            for message in messages:
+                click.echo(f"Error: --{name.replace('_', '-')}: {message}", err=True)
+        click.get_current_context().exit(2)
+    state, engine = _state_and_engine()
+    with _database_errors(f"read table {state.table.name!r}"):
+        with engine.connect() as conn:
+            total = exporting.count_rows(conn, state.table, filters)
+        stream = exporting.RowStream(engine, state.table, filters)
+    written = 0
+
+    def progress(rows: int) -> None:
+        nonlocal written
+        written += rows
+        bar.update(rows)
+
+    with contextlib.closing(stream), _output(output) as target:
+        with _database_errors("read the rows"):
+            with click.progressbar(length=total, label="Exporting", file=sys.stderr) as bar:
+                for chunk in exporting.encode(fmt, stream, on_batch=progress):
+                    target.write(chunk)
+    where = "standard output" if output == "-" else output
+    click.echo(
+        f"Exported {_rows(written)} from {filters.start_day.isoformat()} to "
+        f"{filters.end_day.isoformat()} to {where}.",
+        err=True,
+    )
+
+
+@contextmanager
+def _output(path: str) -> t.Iterator[t.BinaryIO]:
+    """Standard output for ``-``; else ``path``, written under a temporary name and
+    renamed when complete, so a failed export never leaves a truncated file."""
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    partial = f"{path}.part"
+    try:
+        target = open(partial, "wb")
+    except OSError as exc:
+        raise click.ClickException(f"could not write {partial}: {exc.strerror or exc}") from None
+    try:
+        with target:
+            yield target
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
 
 
 # -- helpers -------------------------------------------------------------------------

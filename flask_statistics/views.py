@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, current_app, make_response, render_template, request
 
-from . import models, panels, queries, security
+from . import export, live, models, panels, queries, security
 from .config import ConfigError
 from .extension import BLUEPRINT_NAME, StatisticsState, state_of
 from .filters import zone
@@ -77,6 +77,8 @@ def create_blueprint() -> Blueprint:
     for partial in PARTIALS.values():
         bp.add_url_rule(partial.rule, partial.name, _partial_view(partial))
     bp.add_url_rule(f"/requests/<int(max={MAX_INDEX}):index>", "detail", detail)
+    export.register(bp, _state)
+    live.register(bp, _state)
     bp.after_request(_vary)
     bp.context_processor(_template_globals)
     return bp
