@@ -761,15 +761,6 @@ def _drill(url: str) -> dict[str, str]:
     }
 
 
-def main() -> None:
-    path = write_stylesheet()
-    print(f"wrote {os.path.relpath(path)} ({len(path.read_bytes()):,} bytes)")
-
-
-if __name__ == "__main__":
-    main()
-
-
 def live_chart(minutes: t.Sequence[tuple[datetime, datetime, int]], tz: tzinfo, zone_name: str) -> Markup:
     """Requests per minute for the live view: one bar per ``(start, end, hits)``
     (naive UTC), each a whole minute, the last ending now; counts from 0 in whole
@@ -782,18 +773,19 @@ def live_chart(minutes: t.Sequence[tuple[datetime, datetime, int]], tz: tzinfo, 
     ]
     hits = [count for _, _, count in rows]
     peak = max(hits, default=0)
-    # Whole-number steps, about four of them, so small counts get no 0.5 ticks.
-    step = max(1, -(-peak // 4))
-    top = max(step * 4, step * -(-peak // step))
+    ticks = _ticks(peak, integer=True)
     chart = _new_chart(
-        _pygal().Bar, width=800, height=260, show_legend=False, range=(0, top),
-        y_labels=list(range(0, top + 1, step)), x_label_rotation=0,
+        _pygal().Bar, width=800, height=260, show_legend=False, range=(0, ticks[-1]),
+        y_labels=ticks, x_label_rotation=0,
         show_minor_x_labels=False, x_labels_major_every=5, truncate_label=-1,
         tooltip_fancy_mode=False, margin_bottom=_LEGEND_MARGIN_BOTTOM,
     )
     chart.value_formatter = number
     chart.x_labels = [f"{end:%H:%M}" for end in ends]
-    chart.add("Requests", _titled("Requests", hits, names, number))
+    chart.add("Requests", [
+        {"value": count, "label": label(name), "tooltip": f"{label(name)}: {_plural(count, 'request', 'requests')}"}
+        for count, name in zip(hits, names)
+    ])
     description = (
         f"Bar chart of requests per minute over the last {len(rows)} minutes "
         f"({zone_name}), {number(sum(hits))} in total"
@@ -801,3 +793,12 @@ def live_chart(minutes: t.Sequence[tuple[datetime, datetime, int]], tz: tzinfo, 
     if rows:
         description += f"; last minute: {number(hits[-1])}; busiest minute: {number(peak)}"
     return _render(chart, "Requests per minute", description + ".")
+
+
+def main() -> None:
+    path = write_stylesheet()
+    print(f"wrote {os.path.relpath(path)} ({len(path.read_bytes()):,} bytes)")
+
+
+if __name__ == "__main__":
+    main()
