@@ -3,19 +3,24 @@
     python examples/demo.py
 
 It stores statistics in SQLite (instance/demo.db next to this file, or
-DEMO_DATABASE_URL), seeds a week of synthetic traffic the first time, and serves the
-dashboard at http://127.0.0.1:5000/statistics.
+DEMO_DATABASE_URL), seeds five weeks of synthetic traffic the first time (so every
+comparison with the previous period, and the 30-day range, has data), keeps sending
+itself a few requests a second in the background so the live view moves (--quiet
+turns that off), and serves the dashboard at http://127.0.0.1:5000/statistics.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
+import threading
 import time
 from pathlib import Path
 
 from flask import Flask, Response, abort, jsonify, redirect, request, url_for
+from markupsafe import escape
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_statistics import Statistics
@@ -69,6 +74,26 @@ def create_app(database_url: str | None = None) -> Flask:
             return jsonify(created=True), 201
         return jsonify(items=list(range(10)))
 
+    @app.route("/api/items/<int:n>", methods=["PUT", "DELETE"])
+    def item(n: int):
+        if n > 100:
+            abort(404)
+        return ("", 204) if request.method == "DELETE" else jsonify(updated=n)
+
+    @app.route("/search")
+    def search():
+        time.sleep(random.uniform(0.02, 0.1))
+        return f"<h1>Results for {escape(request.args.get('q', ''))}</h1>"
+
+    @app.route("/reports/monthly")
+    def report():
+        time.sleep(random.uniform(0.1, 0.4))
+        return "<h1>Monthly report</h1>"
+
+    @app.route("/about")
+    def about():
+        return "<h1>About the demo shop</h1>"
+
     @app.route("/slow")
     def slow():
         time.sleep(0.2)
@@ -82,8 +107,16 @@ def create_app(database_url: str | None = None) -> Flask:
     def stream():
         return Response((f"line {i}\n" for i in range(100)), mimetype="text/plain")
 
+    @app.route("/checkout", methods=["POST"])
+    def checkout():
+        if random.random() < 0.125:
+            abort(503)  # the payment provider is down now and then
+        return redirect(url_for("index"))
+
     @app.route("/login", methods=["POST"])
     def login():
+        if request.form.get("password") != "demo":
+            abort(401)
         return redirect(url_for("index"))
 
     with app.app_context():
@@ -92,6 +125,11 @@ def create_app(database_url: str | None = None) -> Flask:
 
 
 def seed_if_empty(app: Flask, days: float, per_day: int) -> int:
+    """Insert ``days`` of synthetic traffic into an empty table; returns the rows.
+
+    The dashboard reads these rows directly at first; the writer then counts them
+    into the rollups in the background, a day at a time, newest first, as it does
+    for the rows of a table that existed before the extension."""
     table = app.extensions["statistics"].table
     with app.app_context(), db.engine.begin() as conn:
         if conn.execute(table.select().limit(1)).first() is not None:
@@ -99,19 +137,49 @@ def seed_if_empty(app: Flask, days: float, per_day: int) -> int:
         return traffic.insert(conn, table, traffic.generate(days, per_day))
 
 
+def send_live_traffic(app: Flask, rate: float = 3.0, stop: threading.Event | None = None) -> threading.Thread:
+    """Start a daemon thread that sends the app about ``rate`` requests a second,
+    with the synthetic mix of paths, clients and user agents, through the app's
+    test client: each is recorded like a real one."""
+    stop = stop or threading.Event()
+
+    def run() -> None:
+        rng = random.Random()
+        client = app.test_client()
+        while not stop.wait(rng.expovariate(rate)):
+            live = traffic.live_request(rng)
+            try:
+                client.open(
+                    live.path, method=live.method, headers=live.headers, data=live.data,
+                    environ_base={"REMOTE_ADDR": live.remote_address},
+                )
+            except Exception:  # e.g. the database is briefly locked: try the next one
+                pass
+
+    thread = threading.Thread(target=run, name="demo live traffic", daemon=True)
+    thread.start()
+    return thread
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--days", type=float, default=7, help="days of synthetic traffic to seed")
+    parser.add_argument("--days", type=float, default=35, help="days of synthetic traffic to seed")
     parser.add_argument("--per-day", type=int, default=3000, help="synthetic requests per day")
     parser.add_argument("--no-seed", action="store_true", help="record only real traffic")
+    parser.add_argument("--quiet", action="store_true", help="send no live synthetic traffic")
+    parser.add_argument("--rate", type=float, default=3.0, help="live synthetic requests a second")
     args = parser.parse_args()
     app = create_app()
     if not args.no_seed:
+        began = time.perf_counter()
         added = seed_if_empty(app, args.days, args.per_day)
         if added:
-            print(f"seeded {added:,} synthetic requests")
+            print(f"seeded {added:,} synthetic requests in {time.perf_counter() - began:.1f} s")
+    if not args.quiet:
+        send_live_traffic(app, args.rate)
+        print(f"sending about {args.rate:g} synthetic requests a second (--quiet: none)")
     print(f"dashboard: http://{args.host}:{args.port}/statistics")
     app.run(host=args.host, port=args.port)
 

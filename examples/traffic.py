@@ -2,7 +2,8 @@
 
 Rows are built as the writer would store them (browser and platform parsed from the
 user agent), with a daily rhythm, a lognormal response-time spread, a few slow
-endpoints, some errors and some bots.
+endpoints, some errors and some bots. :func:`live_request` draws one request of the
+same mix for the demo to send itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import typing as t
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -56,6 +58,10 @@ REFERRERS = [
 ]
 
 
+SCANNER_PATHS = ["/.env", "/wp-login.php", "/admin/config.php", "/.git/config"]
+CLIENTS = [f"192.0.2.{i}" for i in range(1, 255)] + [f"198.51.100.{i}" for i in range(1, 200)]
+
+
 def _weighted(rng: random.Random, items: list[tuple[int, t.Any]]) -> t.Any:
     weights = [w for w, *_ in items]
     choice = rng.choices(items, weights)[0]
@@ -70,7 +76,7 @@ def generate(
     end = end or datetime.now(timezone.utc).replace(tzinfo=None)
     start = end - timedelta(days=days)
     total = int(days * per_day)
-    clients = [f"192.0.2.{i}" for i in range(1, 255)] + [f"198.51.100.{i}" for i in range(1, 200)]
+    clients = CLIENTS
     for _ in range(total):
         # A daily rhythm: busier in the (UTC) afternoon.
         while True:
@@ -89,7 +95,7 @@ def generate(
         elif roll < 0.03:
             status = 404
             if roll < 0.01:  # a scanner probing for files that are not there
-                path = rng.choice(["/.env", "/wp-login.php", "/admin/config.php", "/.git/config"])
+                path = rng.choice(SCANNER_PATHS)
                 route = None
         elif roll < 0.036:
             status = 500
@@ -120,6 +126,42 @@ def generate(
             "is_bot": client.is_bot,
             "route": None if route is None else route.replace("{n}", "<int:id>"),
         }
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """One request to send to the demo app (examples/demo.py has these routes)."""
+
+    method: str
+    path: str
+    remote_address: str
+    headers: dict[str, str] = field(default_factory=dict)
+    data: dict[str, str] | None = None
+
+
+def live_request(rng: random.Random) -> LiveRequest:
+    """A request of the synthetic mix: the same paths, clients, user agents and
+    referrers as :func:`generate`; failed logins, missing items, scanners and
+    server errors come from the demo app's own answers."""
+    method, route, _median, _mimetype = _weighted(rng, ENDPOINTS)
+    if route.startswith("/static/"):
+        method, route = "GET", "/"  # the demo serves no static files of its own
+    path = route.replace("{n}", str(rng.randint(1, 110)))  # above 100: 404
+    data = None
+    roll = rng.random()
+    if roll < 0.01:
+        method, path = "GET", rng.choice(SCANNER_PATHS)
+    elif roll < 0.04:
+        method, path = "POST", "/checkout"  # fails now and then: a 503
+    elif path == "/search":
+        path += f"?q={rng.choice(['shoes', 'socks', 'hat', 'gift ideas'])}"
+    elif path == "/login":
+        data = {"user": "demo", "password": "demo" if rng.random() < 0.8 else "wrong"}
+    headers = {"User-Agent": _weighted(rng, USER_AGENTS)}
+    referrer = _weighted(rng, REFERRERS)
+    if referrer is not None:
+        headers["Referer"] = referrer
+    return LiveRequest(method, path, rng.choice(CLIENTS), headers, data)
 
 
 def insert(conn: sa.Connection, table: sa.Table, rows: t.Iterable[dict[str, t.Any]], batch: int = 5000) -> int:

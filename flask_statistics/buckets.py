@@ -16,6 +16,8 @@ Unit = t.Literal["hour", "day", "week", "month", "year"]
 UNITS: tuple[Unit, ...] = ("hour", "day", "week", "month", "year")
 #: Windows touching at most this many local days are shown by the hour.
 HOURLY_DAYS = 2
+#: And so are windows this short, wherever they fall: the rolling 24 hours.
+HOURLY_SPAN = timedelta(hours=25)
 #: The most buckets a chart gets: the finest unit that stays within it is used.
 MAX_POINTS = 200
 
@@ -101,10 +103,11 @@ def _periods(first: date, last: date, unit: Unit) -> int:
 
 
 def choose_unit(since: datetime, until: datetime, tz: tzinfo) -> Unit:
-    """Hours for a window within two local days; beyond, the finest of day, week,
-    month and year that gives at most :data:`MAX_POINTS` buckets."""
+    """Hours for a window within two local days or of at most 25 hours; beyond, the
+    finest of day, week, month and year that gives at most :data:`MAX_POINTS`
+    buckets."""
     first, last = _local_days(since, until, tz)
-    if _periods(first, last, "day") <= HOURLY_DAYS:
+    if _periods(first, last, "day") <= HOURLY_DAYS or until - since <= HOURLY_SPAN:
         return "hour"
     for unit in UNITS[1:-1]:
         if _periods(first, last, unit) <= MAX_POINTS:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from flask import Response, current_app, render_template, request, stream_with_context
 
 from .filters import Filters
-from .forms import FilterForm, parse_filters
+from .forms import FilterForm
 from .models import bind_key
 from .queries import _columns, _where
 
@@ -316,7 +316,9 @@ def register(blueprint: Blueprint, state_of_app: t.Callable[[], StatisticsState]
 
 def _view(fmt: str, state_of_app: t.Callable[[], StatisticsState]) -> t.Callable[[], Response]:
     def view() -> Response:
-        filters, form = parse_filters(request.args, current_app.config)
+        from .views import request_filters
+
+        filters, form = request_filters()
         if filters is None:
             return _bad_filters(form)
         state = state_of_app()

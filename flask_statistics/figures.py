@@ -16,13 +16,29 @@ import sqlalchemy as sa
 from . import queries
 from .filters import Filters
 from .rollups import read
-from .rollups.store import Store
+from .rollups.store import Store, _naive
+from .rollups.tables import CLASS, DAY
 
 #: Plans already made on a connection: a full page asks for the same one per panel,
 #: and each would read the state row again.
 _plans: weakref.WeakKeyDictionary[sa.Connection, dict[tuple[int, Filters], t.Any]] = (
     weakref.WeakKeyDictionary()
 )
+
+def first_recorded(conn: sa.Connection, store: Store | None, table: sa.Table) -> datetime | None:
+    """When the oldest request the dashboard counts was made (naive UTC; None when
+    there are none): the rollups' first day once they hold every row (they can
+    outlive pruned rows), else the oldest row. Both are one index lookup."""
+    if store is not None and store.present(conn.engine):
+        state = store.read_state(conn)
+        if state is not None and state.backfill_before is None:
+            r = store.rollup.c
+            first = conn.execute(
+                sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == DAY)
+            ).scalar()
+            return None if first is None else _naive(first)
+    first = conn.execute(sa.select(sa.func.min(table.c.date))).scalar()
+    return None if first is None else _naive(first)
 
 
 def _plan(conn: sa.Connection, store: Store | None, filters: Filters) -> read.Plan | None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing as t
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import wtforms
 from wtforms import validators as v
 
 from .config import DEFAULTS, ConfigError
-from .filters import METHODS, SORTS, TEXT_FILTERS, Filters, zone
+from .buckets import to_local
+from .filters import METHODS, PRESET_DAYS, PRESETS, SORTS, TEXT_FILTERS, Filters, zone
 
-__all__ = ["FilterForm", "Filters", "parse_filters"]
+__all__ = ["FilterForm", "Filters", "default_preset", "parse_filters"]
 
 MAX_TEXT = 2048
 MAX_PAGE = 100_000
@@ -88,6 +90,22 @@ class _DayField(wtforms.DateField):  # type: ignore[misc]  # WTForms is untyped
             raise ValueError(self.invalid_message) from None
 
 
+class _Choice(wtforms.SelectField):  # type: ignore[misc]  # WTForms is untyped
+    """A select whose error lists the values it takes, rather than WTForms' "Not a
+    valid choice." (which does not say what would be)."""
+
+    def pre_validate(self, form: wtforms.Form) -> None:
+        try:
+            super().pre_validate(form)
+        except v.ValidationError:
+            allowed = [str(value) for value, *_ in self.iter_choices() if value != ""]
+            empty = any(value == "" for value, *_ in self.iter_choices())
+            raise v.ValidationError(
+                f"Not a valid choice. Choose one of {', '.join(allowed)}"
+                + (", or leave it empty." if empty else ".")
+            ) from None
+
+
 class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     """The filter bar, bound to the query string: ``FilterForm(request.args)``.
 
@@ -95,6 +113,12 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     filter" or the default.
     """
 
+    range = _Choice(
+        "Range",
+        choices=_choices(("", "Chosen dates"), *PRESETS.items()),
+        default="",
+        filters=[_strip],
+    )
     start = _DayField(
         "From", validators=[v.Optional(), _day_in_range],
         invalid_message="Enter the start date as YYYY-MM-DD.",
@@ -105,7 +129,7 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     )
     path = _text_field("Path")
     route = _text_field("Route")
-    path_match = wtforms.SelectField(
+    path_match = _Choice(
         "Match",
         choices=_choices(("exact", "Exact path"), ("prefix", "Path prefix")),
         default="exact",
@@ -122,13 +146,13 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
         ],
         filters=[_strip],
     )
-    method = wtforms.SelectField(
+    method = _Choice(
         "Method",
         choices=_choices(("", "Any"), *((m, m) for m in METHODS)),
         default="",
         filters=[_upper],
     )
-    bots = wtforms.SelectField(
+    bots = _Choice(
         "Bots",
         choices=_choices(("", "Included"), ("exclude", "Left out"), ("only", "Only bots")),
         default="",
@@ -137,13 +161,13 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     platform = _text_field("Platform")
     remote_address = _text_field("Address")
     user_agent = _text_field("User agent")
-    sort = wtforms.SelectField(
+    sort = _Choice(
         "Sort by",
         choices=_choices(*zip(SORTS, ("Date", "Response time", "Size", "Status"))),
         default="date",
         filters=[_or_default("date")],
     )
-    order = wtforms.SelectField(
+    order = _Choice(
         "Order",
         choices=_choices(("desc", "Descending"), ("asc", "Ascending")),
         default="desc",
@@ -161,7 +185,9 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     def validate_end(self, field: wtforms.Field) -> None:
         start = self.start.data
         if field.data is not None and start is not None and field.data < start:
-            raise v.ValidationError("The end date is before the start date.")
+            raise v.ValidationError(
+                f"The end date is before the start date. Choose {start.isoformat()} or later."
+            )
 
 
 def _time_zone(name: t.Any) -> tzinfo:
@@ -179,18 +205,59 @@ def _text(value: str | None) -> str | None:
     return value if value and value.strip() else None
 
 
+def default_preset(span: timedelta) -> str | None:
+    """The preset that ``STATISTICS_DEFAULT_DATE_SPAN`` amounts to, if any: the
+    default range is the span's whole days up to and including today."""
+    return next((name for name, n in PRESET_DAYS.items() if n == _span_days(span)), None)
+
+
+def _span_days(span: timedelta) -> int:
+    # A span of 7 days means 7 days including today; a part of a day counts whole.
+    return max(1, -(-span // timedelta(days=1)))
+
+
+def _preset(
+    name: str, today: date, now: datetime, first_day: t.Callable[[], date | None] | None,
+    tz_name: str,
+) -> Filters:
+    # The window of a preset, before the other filters are added.
+    if name == "24h":
+        return Filters.last_hours(now, tz=tz_name)
+    if name == "yesterday":
+        start = end = today - timedelta(days=1)
+    elif name == "all":
+        first = first_day() if first_day is not None else None
+        earliest = today - timedelta(days=MAX_DAYS - 1)
+        start = min(today, max(first, earliest)) if first is not None else today
+        end = today
+    else:
+        start, end = today - timedelta(days=PRESET_DAYS[name] - 1), today
+    return Filters.between(start, end, tz=tz_name, start_explicit=False, end_explicit=False)
+
+
 def parse_filters(
-    args: t.Any, config: t.Mapping[str, t.Any], today: date | None = None
+    args: t.Any,
+    config: t.Mapping[str, t.Any],
+    today: date | None = None,
+    *,
+    now: datetime | None = None,
+    first_day: t.Callable[[], date | None] | None = None,
 ) -> tuple[Filters | None, FilterForm]:
     """Validate the dashboard's query string ``args`` (``request.args``).
 
     Returns ``(filters, form)``, or ``(None, form)`` with the messages in
-    ``form.errors`` when the input is invalid. Without dates the window is the
-    ``STATISTICS_DEFAULT_DATE_SPAN`` before ``today`` (default: today in
-    ``STATISTICS_TIMEZONE``) up to and including today; both days are whole days.
-    With only a start date the window ends today (or on that day if it is later);
-    with only an end date it begins the span before it. Explicit windows longer than
-    ``MAX_DAYS`` are refused.
+    ``form.errors`` when the input is invalid.
+
+    The window is a preset (``range``, see :data:`~.filters.PRESETS`) or chosen
+    dates. Without either it is the default: the ``STATISTICS_DEFAULT_DATE_SPAN``'s
+    days up to and including ``today`` (default: today in ``STATISTICS_TIMEZONE``),
+    itself a preset when the span is 1, 7, 30, 90 or 365 days. Explicit dates win
+    over a preset, except dates equal to the preset's own days, which are what the
+    form sends back with it. With only a start date the window ends today (or on
+    that day if it is later); with only an end date it holds the span's days up to
+    it. Explicit windows longer than ``MAX_DAYS`` are refused; ``all`` starts on
+    the first day ``first_day()`` returns (the first day with rows), at most
+    ``MAX_DAYS`` days back. ``now`` (naive UTC) anchors the ``24h`` range.
     """
     tz_name = config.get("STATISTICS_TIMEZONE", DEFAULTS["STATISTICS_TIMEZONE"])
     info = _time_zone(tz_name)
@@ -201,16 +268,32 @@ def parse_filters(
     if not form.validate():
         return None, form
 
+    if now is None:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
     if today is None:
-        today = datetime.now(info).date()
+        today = to_local(now, info).date()
     start, end = form.start.data, form.end.data
-    if end is None:
-        end = max(today, start) if start is not None else today
-    if start is None:
-        start = end - span if end - FIRST_DAY >= span else FIRST_DAY
-    elif (end - start).days + 1 > MAX_DAYS:
-        form.start.errors.append(f"Choose a range of at most {MAX_DAYS} days.")
-        return None, form
+    preset = form.range.data or default_preset(span)
+    window = None
+    if preset is not None:
+        window = _preset(preset, today, now, first_day, tz_name)
+        if (start in (None, window.start_day)) and (end in (None, window.end_day)):
+            start = end = None
+        else:
+            window = None  # chosen dates win over the preset
+
+    if window is None:
+        if end is None:
+            end = max(today, start) if start is not None else today
+        days = _span_days(span)
+        if start is None:
+            start = end - timedelta(days=days - 1) if (end - FIRST_DAY).days >= days else FIRST_DAY
+        elif (end - start).days + 1 > MAX_DAYS:
+            form.start.errors.append(
+                f"Choose a range of at most {MAX_DAYS} days: {start.isoformat()} to "
+                f"{end.isoformat()} is {(end - start).days + 1:,} days."
+            )
+            return None, form
 
     status = status_class = None
     if form.status.data:
@@ -222,10 +305,7 @@ def parse_filters(
             status = int(match["code"])
 
     path = _text(form.path.data)
-    filters = Filters.between(
-        start,
-        end,
-        tz=tz_name,
+    fields: dict[str, t.Any] = dict(
         path=path,
         path_match=form.path_match.data if path is not None else "exact",
         route=_text(form.route.data),
@@ -236,6 +316,17 @@ def parse_filters(
         sort=form.sort.data,
         descending=form.order.data == "desc",
         page=form.page.data or 1,
+    )
+    if window is not None:
+        return dataclasses.replace(
+            window, range=preset, range_explicit=bool(form.range.data), **fields
+        ), form
+    assert start is not None and end is not None
+    filters = Filters.between(
+        start,
+        end,
+        tz=tz_name,
+        **fields,
         start_explicit=form.start.data is not None,
         end_explicit=form.end.data is not None,
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import typing as t
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import date, datetime, tzinfo
 
 import sqlalchemy as sa
 from flask import url_for
 
 from . import charts, figures, queries
-from .filters import METHODS, Filters
+from .buckets import to_local
+from .filters import METHODS, PRESETS, Filters
 from .formatting import (
     Change,
     attribute,
@@ -83,6 +84,20 @@ class Links:
             state=state,
         )
 
+    def presets(self) -> list[PresetLink]:
+        """One link per range preset, keeping the other filters (back to page 1)."""
+        current = self.filters.range if self.filters is not None else None
+        out = []
+        for name, label in PRESETS.items():
+            changes = {"range": name, "page": None}
+            out.append(
+                PresetLink(
+                    name=name, label=label, href=self.index(**changes),
+                    current=name == current,
+                )
+            )
+        return out
+
     def page(self, number_: int) -> PageLink:
         page = None if number_ == 1 else number_
         return PageLink(
@@ -95,6 +110,14 @@ class SortLink:
     href: str
     hx: str
     state: str | None  # "ascending"/"descending" when the log is sorted by this column
+
+
+@dataclass(frozen=True)
+class PresetLink:
+    name: str
+    label: str
+    href: str
+    current: bool  # the window shown is this preset
 
 
 @dataclass(frozen=True)
@@ -171,12 +194,50 @@ class Card:
     hint: str = ""
 
 
+def _short_day(day: date) -> str:
+    return f"{day.day} {day:%b}"
+
+
+def _period_name(filters: Filters) -> str:
+    """How long the window is, for "no data in the previous …"."""
+    if not filters.whole_days:
+        hours = round((filters.until - filters.since).total_seconds() / 3600)
+        return f"{hours} hours"
+    return "day" if filters.days == 1 else f"{filters.days} days"
+
+
+def _period_dates(filters: Filters, tz: tzinfo) -> str:
+    """The window's dates as a reader says them: "Sat 9 Mar 2024",
+    "26 Feb – 3 Mar 2024", or local hours for the rolling range."""
+    if not filters.whole_days:
+        def moment(at: datetime) -> str:
+            local = to_local(at, tz)
+            return f"{_short_day(local.date())} {local:%H:%M}"
+
+        return f"{moment(filters.since)} – {moment(filters.until)}"
+    first, last = filters.start_day, filters.end_day
+    if first == last:
+        return f"{first:%a} {_short_day(first)} {first.year}"
+    if first.year == last.year:
+        return f"{_short_day(first)} – {_short_day(last)} {last.year}"
+    return f"{_short_day(first)} {first.year} – {_short_day(last)} {last.year}"
+
+
 def build_kpis(view: View) -> dict[str, t.Any]:
     current = figures.kpis(view.conn, view.store, view.table, view.filters)
     earlier = view.filters.previous()
     before = figures.kpis(view.conn, view.store, view.table, earlier)
     about = "≈ " if view.approximate else ""
     within = " (within 1 %)" if view.approximate else ""
+    period = _period_name(earlier)
+    dates = _period_dates(earlier, view.tz)
+    # Without a single request to compare with, every card says so in words rather
+    # than "new" or a dash, which read as a fault.
+    nothing_before = before.hits == 0
+    when = "the day before" if period == "day" else f"in the previous {period}"
+    no_data = Change(
+        f"no data {when}", "none", "neutral", f"no requests {when} ({dates}) to compare with"
+    )
 
     def rate_change(now: float | None, then: float | None) -> Change:
         return change(now, then, higher_is="bad", points=True)
@@ -200,7 +261,16 @@ def build_kpis(view: View) -> dict[str, t.Any]:
         Card("bytes_sent", "Bytes sent", filesize(current.bytes_sent),
              change(current.bytes_sent, before.bytes_sent), f"{number(current.bytes_sent)} bytes"),
     ]
-    return {"kpi_cards": cards, "previous_filters": earlier}
+    if nothing_before:
+        cards = [
+            Card(card.key, card.label, card.value, no_data, card.hint) for card in cards
+        ]
+    return {
+        "kpi_cards": cards,
+        "previous_filters": earlier,
+        "comparison": f"Change against {dates}",
+        "nothing_before": nothing_before,
+    }
 
 
 # ---------------------------------------------------------------------------------

@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 import typing as t
 from dataclasses import dataclass
+from datetime import date
 
-from flask import Blueprint, Flask, Response, current_app, make_response, render_template, request
+from flask import (
+    Blueprint, Flask, Response, current_app, make_response, redirect, render_template, request,
+)
 
-from . import export, live, models, panels, queries, security
+from . import export, figures, live, models, panels, queries, security
+from .buckets import to_local
 from .config import ConfigError
 from .extension import BLUEPRINT_NAME, StatisticsState, state_of
-from .filters import zone
+from .filters import Filters, zone
 from .forms import FilterForm, parse_filters
 from .models import bind_key
 
@@ -120,9 +124,15 @@ def _guard_example(model: type) -> str:
 
 
 def index() -> Response:
-    filters, form = parse_filters(request.args, current_app.config)
+    filters, form = request_filters()
     partial = _wants_partial()
     context = _context(filters, form)
+    if filters is not None and request.headers.get("HX-Request") != "true":
+        # A form sent without JS carries every field, empty or not: answer with the
+        # canonical URL, so the address bar and bookmarks hold only what was chosen.
+        canonical = context["links"].args()
+        if sorted(request.args.items(multi=True)) != sorted(canonical.items()):
+            return t.cast(Response, redirect(context["links"].index(), 302))
     if filters is None:
         if partial:
             response = _html("statistics/partials/dashboard.html", 400, lazy=True, **context)
@@ -144,7 +154,7 @@ def index() -> Response:
 
 def _partial_view(partial: Partial) -> t.Callable[[], Response]:
     def view() -> Response:
-        filters, form = parse_filters(request.args, current_app.config)
+        filters, form = request_filters()
         context = _context(filters, form, partial=partial)
         wants_partial = _wants_partial()
         if filters is None:
@@ -161,7 +171,7 @@ def _partial_view(partial: Partial) -> t.Callable[[], Response]:
 
 
 def detail(index: int) -> Response:
-    filters, form = parse_filters(request.args, current_app.config)
+    filters, form = request_filters()
     context = _context(filters, form)
     if filters is None:
         return _html("statistics/detail.html", 400, row=None, **context)
@@ -184,6 +194,19 @@ def _state() -> StatisticsState:
 def _connect() -> t.Any:
     state = _state()
     return state.db.engines[bind_key(state.table)].connect()
+
+
+def request_filters() -> tuple[Filters | None, FilterForm]:
+    """The filters of the current request's query string (see :func:`.forms.parse_filters`)."""
+    return parse_filters(request.args, current_app.config, first_day=_first_day)
+
+
+def _first_day() -> date | None:
+    # The first local day with requests, for the "all" range; asked only for it.
+    state = _state()
+    with _connect() as conn:
+        first = figures.first_recorded(conn, getattr(state, "rollups", None), state.table)
+    return None if first is None else to_local(first, zone(_zone_name())).date()
 
 
 def _wants_partial() -> bool:

@@ -94,3 +94,26 @@ def test_an_empty_window_has_one_bucket() -> None:
     f = Filters.between(date(2011, 12, 30), date(2011, 12, 30), tz="Pacific/Apia")
     assert f.since == f.until
     assert buckets.starts(f.since, f.until, ZoneInfo(f.tz), "day") == [f.since]
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "hours"),
+    [
+        ("UTC", datetime(2024, 3, 10, 14, 20), [1.0] * 24),
+        # Berlin's clocks go forward: 24 hours, 23 local hours, the skipped one absent.
+        ("Europe/Berlin", datetime(2024, 3, 31, 10, 5), [1.0] * 24),
+        # Samoa skipped 30 December 2011: the 24 hours touch three dates, still by the hour.
+        ("Pacific/Apia", datetime(2011, 12, 30, 10, 30), [1.0] * 24),
+        # Lord Howe moves its clocks by half an hour (02:00 becomes 02:30): 24 hours
+        # back from 08:00 is 07:30 in the old offset, so the first bucket is half an
+        # hour, and so is the hour the clocks skip into.
+        ("Australia/Lord_Howe", datetime(2024, 10, 5, 20, 10), [0.5] + [1.0] * 18 + [0.5] + [1.0] * 5),
+    ],
+)
+def test_the_rolling_24_hours_are_hour_buckets(zone: str, now: datetime, hours: list[float]) -> None:
+    f = Filters.last_hours(now, tz=zone)
+    assert f.since <= now < f.until
+    assert buckets.choose_unit(f.since, f.until, tz_of(f)) == "hour"
+    assert lengths(f, "hour") == hours
+    local = [buckets.to_local(s, tz_of(f)) for s in buckets.starts(f.since, f.until, tz_of(f), "hour")]
+    assert {(moment.minute, moment.second) for moment in local} <= {(0, 0), (30, 0)}

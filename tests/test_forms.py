@@ -11,17 +11,21 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from flask_statistics.config import DEFAULTS, ConfigError
-from flask_statistics.filters import Filters
+from flask_statistics.filters import PRESETS, Filters
 from flask_statistics.forms import MAX_DAYS, MAX_PAGE, MAX_TEXT, parse_filters
 
 TODAY = date(2024, 3, 10)
+NOW = datetime(2024, 3, 10, 14, 20)  # UTC, on TODAY
+FIRST_DAY = date(2024, 1, 15)
 CONFIG = dict(DEFAULTS)
 
 
 def parse(
     config: dict[str, t.Any] | None = None, /, **args: t.Any
 ) -> tuple[Filters | None, dict[str, list[str]]]:
-    filters, form = parse_filters(MultiDict(args), config or CONFIG, today=TODAY)
+    filters, form = parse_filters(
+        MultiDict(args), config or CONFIG, today=TODAY, now=NOW, first_day=lambda: FIRST_DAY
+    )
     return filters, form.errors
 
 
@@ -40,10 +44,13 @@ def errors_of(**args: t.Any) -> dict[str, list[str]]:
 
 
 def test_defaults_are_the_last_span_up_to_today_inclusive() -> None:
+    # STATISTICS_DEFAULT_DATE_SPAN = 7 days: the last 7 days, today the 7th.
     filters = valid()
-    assert (filters.start_day, filters.end_day) == (date(2024, 3, 3), TODAY)
-    assert filters.since == datetime(2024, 3, 3)
+    assert (filters.start_day, filters.end_day) == (date(2024, 3, 4), TODAY)
+    assert filters.days == 7
+    assert filters.since == datetime(2024, 3, 4)
     assert filters.until == datetime(2024, 3, 11)
+    assert (filters.range, filters.range_explicit) == ("7d", False)
     assert filters.path is None and filters.status is None and filters.method is None
     assert (filters.sort, filters.descending, filters.page) == ("date", True, 1)
     assert not filters.is_filtered
@@ -52,13 +59,20 @@ def test_defaults_are_the_last_span_up_to_today_inclusive() -> None:
 
 def test_the_span_comes_from_config() -> None:
     filters = valid({**CONFIG, "STATISTICS_DEFAULT_DATE_SPAN": timedelta(days=1)})
-    assert (filters.start_day, filters.end_day) == (date(2024, 3, 9), TODAY)
-    assert filters.until - filters.since == timedelta(days=2)
+    assert (filters.start_day, filters.end_day, filters.range) == (TODAY, TODAY, "today")
+    assert filters.until - filters.since == timedelta(days=1)
+    # A span that is no preset: its days up to today, as dates.
+    two_weeks = valid({**CONFIG, "STATISTICS_DEFAULT_DATE_SPAN": timedelta(days=14)})
+    assert (two_weeks.start_day, two_weeks.end_day) == (date(2024, 2, 26), TODAY)
+    assert two_weeks.range is None and two_weeks.query_args() == {}
+    # Part of a day counts as a whole one.
+    assert valid({**CONFIG, "STATISTICS_DEFAULT_DATE_SPAN": timedelta(hours=36)}).days == 2
+    assert valid({**CONFIG, "STATISTICS_DEFAULT_DATE_SPAN": timedelta(0)}).days == 1
 
 
 def test_every_empty_field_means_its_default() -> None:
     # htmx submits every input of the form, empty ones included.
-    names = ("start", "end", "path", "path_match", "status", "method", "browser",
+    names = ("range", "start", "end", "path", "path_match", "status", "method", "browser",
              "platform", "remote_address", "user_agent", "sort", "order", "page")
     assert valid(**{name: "" for name in names}) == valid()
     assert valid(**{name: "   " for name in names}) == valid()
@@ -79,7 +93,7 @@ def test_a_single_day() -> None:
 
 def test_only_one_date() -> None:
     only_end = valid(end="2024-01-10")
-    assert (only_end.start_day, only_end.end_day) == (date(2024, 1, 3), date(2024, 1, 10))
+    assert (only_end.start_day, only_end.end_day) == (date(2024, 1, 4), date(2024, 1, 10))
     assert only_end.query_args() == {"end": "2024-01-10"}
     only_start = valid(start="2024-03-01")
     assert (only_start.start_day, only_start.end_day) == (date(2024, 3, 1), TODAY)
@@ -119,7 +133,7 @@ def test_an_unknown_time_zone_is_a_config_error() -> None:
 
 def test_end_before_start_is_an_error_on_end() -> None:
     errors = errors_of(start="2024-03-05", end="2024-03-04")
-    assert errors == {"end": ["The end date is before the start date."]}
+    assert errors == {"end": ["The end date is before the start date. Choose 2024-03-05 or later."]}
 
 
 @pytest.mark.parametrize(
@@ -153,7 +167,8 @@ def test_the_longest_range() -> None:
     assert valid(start=first.isoformat(), end=last.isoformat()).days == MAX_DAYS
     too_long = (first - timedelta(days=1)).isoformat()
     assert errors_of(start=too_long, end=last.isoformat()) == {
-        "start": [f"Choose a range of at most {MAX_DAYS} days."]
+        "start": [f"Choose a range of at most {MAX_DAYS} days: {too_long} to 2024-01-01 "
+                  f"is {MAX_DAYS + 1:,} days."]
     }
     assert list(errors_of(start="1900-01-01")) == ["start"]
 
@@ -189,7 +204,7 @@ def test_bots_and_route() -> None:
     assert valid(bots="exclude").bots == "exclude"
     assert valid(bots="only").query_args() == {"bots": "only"}
     assert valid(bots="").bots is None and valid().bots is None
-    assert list(errors_of(bots="maybe")) == ["bots"]
+    assert errors_of(bots="maybe") == {"bots": ["Not a valid choice. Choose one of exclude, only, or leave it empty."]}
     filters = valid(route="/items/<int:id>")
     assert filters.route == "/items/<int:id>" and filters.is_filtered
     assert filters.query_args() == {"route": "/items/<int:id>"}
@@ -215,7 +230,7 @@ def test_sort_and_order() -> None:
         assert valid(sort=sort).sort == sort
     assert list(errors_of(sort="index; DROP TABLE x")) == ["sort"]
     assert list(errors_of(sort="path")) == ["sort"]
-    assert list(errors_of(order="sideways")) == ["order"]
+    assert errors_of(order="sideways") == {"order": ["Not a valid choice. Choose one of desc, asc."]}
 
 
 def test_path_and_match() -> None:
@@ -289,14 +304,15 @@ def test_query_args_round_trip() -> None:
 text = st.text(st.characters(codec="utf-8"), max_size=30)
 arg_values = st.one_of(
     text,
-    st.sampled_from(["", "2024-03-01", "2024-02-30", "4xx", "404", "-1", "1", "asc", "prefix",
+    st.sampled_from(["", "2024-03-01", "2024-03-04", "2024-03-10", "2024-02-30", "4xx",
+                     *PRESETS, "404", "-1", "1", "asc", "prefix",
                      "size", "GET", "x" * (MAX_TEXT + 1)]),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(
-    st.sampled_from(["start", "end", "path", "path_match", "status", "method", "browser",
+    st.sampled_from(["range", "start", "end", "path", "path_match", "status", "method", "browser",
                      "platform", "remote_address", "user_agent", "sort", "order", "page",
                      "other"]),
     arg_values,
@@ -314,3 +330,131 @@ def test_any_query_string_gives_filters_or_messages(args: dict[str, str]) -> Non
         assert filters.until - filters.since <= timedelta(days=MAX_DAYS, hours=2)
         assert 1 <= filters.page <= MAX_PAGE
         assert valid(**filters.query_args()) == filters
+
+
+# ---------------------------------------------------------------------------------
+# Range presets
+
+
+@pytest.mark.parametrize(
+    ("preset", "first", "last"),
+    [
+        ("today", TODAY, TODAY),
+        ("yesterday", date(2024, 3, 9), date(2024, 3, 9)),
+        ("7d", date(2024, 3, 4), TODAY),
+        ("30d", date(2024, 2, 10), TODAY),
+        ("90d", date(2023, 12, 12), TODAY),
+        ("365d", date(2023, 3, 12), TODAY),
+        ("all", FIRST_DAY, TODAY),
+    ],
+)
+def test_whole_day_presets(preset: str, first: date, last: date) -> None:
+    filters = valid(range=preset)
+    assert (filters.start_day, filters.end_day) == (first, last)
+    assert (filters.since, filters.until) == (
+        datetime.combine(first, datetime.min.time()), datetime.combine(last, datetime.min.time()) + timedelta(days=1)
+    )
+    assert (filters.range, filters.range_explicit) == (preset, True)
+    assert filters.whole_days
+    # A link keeps the preset, not its dates: a bookmark keeps meaning "the last 7 days".
+    assert filters.query_args() == {"range": preset}
+    assert filters.query_args(status="4xx", page=2) == {"range": preset, "status": "4xx", "page": "2"}
+    assert valid(**filters.query_args()) == filters
+
+
+def test_presets_are_local_days() -> None:
+    config = {**CONFIG, "STATISTICS_TIMEZONE": "Pacific/Auckland"}
+    # 14:20 UTC on 10 March is 03:20 on 11 March in Auckland (UTC+13).
+    filters, form = parse_filters(MultiDict({"range": "today"}), config, now=NOW)
+    assert filters is not None
+    assert (filters.start_day, filters.since, filters.until) == (
+        date(2024, 3, 11), datetime(2024, 3, 10, 11), datetime(2024, 3, 11, 11)
+    )
+
+
+def test_the_rolling_24_hours() -> None:
+    filters = valid(range="24h")
+    # The current hour (14:00-15:00) and the 23 before it, in hour buckets.
+    assert (filters.since, filters.until) == (datetime(2024, 3, 9, 15), datetime(2024, 3, 10, 15))
+    assert (filters.start_day, filters.end_day) == (date(2024, 3, 9), TODAY)
+    assert not filters.whole_days
+    assert filters.query_args() == {"range": "24h"}
+    previous = filters.previous()
+    assert (previous.since, previous.until) == (datetime(2024, 3, 8, 15), datetime(2024, 3, 9, 15))
+    assert previous.range is None
+
+
+@pytest.mark.parametrize(
+    ("tz", "now", "since", "until"),
+    [
+        # India is 5:30 ahead of UTC: its hours start at half past UTC.
+        ("Asia/Kolkata", datetime(2024, 3, 10, 14, 20), datetime(2024, 3, 9, 14, 30), datetime(2024, 3, 10, 14, 30)),
+        # Berlin's clocks go forward at 01:00 UTC on 31 March: 24 hours, 23 local.
+        ("Europe/Berlin", datetime(2024, 3, 31, 10, 5), datetime(2024, 3, 30, 11), datetime(2024, 3, 31, 11)),
+        # The repeated hour in autumn (00:00-02:00 UTC are both 02:xx local): the second.
+        ("Europe/Berlin", datetime(2024, 10, 27, 1, 30), datetime(2024, 10, 26, 2), datetime(2024, 10, 27, 2)),
+        # Lord Howe skips 02:00-02:30: the hour holding 02:40 began at the jump.
+        ("Australia/Lord_Howe", datetime(2024, 10, 5, 15, 40), datetime(2024, 10, 4, 16, 30), datetime(2024, 10, 5, 16, 30)),
+    ],
+)
+def test_24_hours_in_time_zones(tz: str, now: datetime, since: datetime, until: datetime) -> None:
+    filters, _ = parse_filters(MultiDict({"range": "24h"}), {**CONFIG, "STATISTICS_TIMEZONE": tz}, now=now)
+    assert filters is not None
+    assert (filters.since, filters.until) == (since, until)
+    assert since <= now < until
+
+
+def test_previous_periods_of_presets() -> None:
+    today = valid(range="today").previous()
+    assert (today.start_day, today.end_day) == (date(2024, 3, 9),) * 2
+    yesterday = valid(range="yesterday").previous()
+    assert (yesterday.start_day, yesterday.end_day) == (date(2024, 3, 8),) * 2
+    week = valid(range="7d").previous()
+    assert (week.start_day, week.end_day) == (date(2024, 2, 26), date(2024, 3, 3))
+    default = valid().previous()
+    assert default.days == 7 and default.end_day == date(2024, 3, 3)
+
+
+def test_all_starts_on_the_first_recorded_day() -> None:
+    nothing, _ = parse_filters(MultiDict({"range": "all"}), CONFIG, today=TODAY, first_day=lambda: None)
+    assert nothing is not None and (nothing.start_day, nothing.end_day) == (TODAY, TODAY)
+    ancient, _ = parse_filters(
+        MultiDict({"range": "all"}), CONFIG, today=TODAY, first_day=lambda: date(1990, 1, 1)
+    )
+    assert ancient is not None and ancient.days == MAX_DAYS and ancient.end_day == TODAY
+    future, _ = parse_filters(  # rows dated after today (a clock ahead)
+        MultiDict({"range": "all"}), CONFIG, today=TODAY, first_day=lambda: date(2024, 4, 1)
+    )
+    assert future is not None and (future.start_day, future.end_day) == (TODAY, TODAY)
+
+
+def test_dates_win_over_a_preset() -> None:
+    # The form sends the preset with its own days: the preset stays.
+    same = valid(range="30d", start="2024-02-10", end="2024-03-10")
+    assert same == valid(range="30d")
+    assert valid(range="7d", start="2024-03-04") == valid(range="7d")
+    # Other dates are a choice of dates: they clear the preset.
+    chosen = valid(range="30d", start="2024-03-01", end="2024-03-10")
+    assert (chosen.start_day, chosen.end_day, chosen.range) == (date(2024, 3, 1), TODAY, None)
+    assert chosen.query_args() == {"start": "2024-03-01", "end": "2024-03-10"}
+    only_end = valid(range="today", end="2024-03-05")
+    assert (only_end.start_day, only_end.end_day, only_end.range) == (date(2024, 2, 28), date(2024, 3, 5), None)
+    # The default's own days restate the default.
+    assert valid(start="2024-03-04", end="2024-03-10") == valid()
+
+
+def test_query_args_switch_between_preset_and_dates() -> None:
+    preset = valid(range="7d", path="/a")
+    assert preset.query_args(range="30d") == {"range": "30d", "path": "/a"}
+    assert preset.query_args(start=date(2024, 3, 1)) == {"start": "2024-03-01", "path": "/a"}
+    chosen = valid(start="2024-03-01", end="2024-03-05")
+    assert chosen.query_args(range="today") == {"range": "today"}
+    # The default preset stays out of links, like every default.
+    assert valid().query_args(path="/b") == {"path": "/b"}
+
+
+@pytest.mark.parametrize("value", ["week", "7", "7D ", "1y", "24H", "x" * 5000])
+def test_bad_range(value: str) -> None:
+    assert errors_of(range=value) == {
+        "range": ["Not a valid choice. Choose one of today, yesterday, 24h, 7d, 30d, 90d, 365d, all, or leave it empty."]
+    }
