@@ -163,7 +163,9 @@ def test_the_file_name_carries_the_default_range(exporting: t.Any) -> None:
     after = datetime.now(timezone.utc).date()
     assert response.status_code == 200
     assert response.headers["Content-Disposition"] in {
-        f'attachment; filename="statistics-{today - span}-to-{today}.jsonl"' for today in (before, after)
+        # The default range is the span's days, today included.
+        f'attachment; filename="statistics-{today - span + timedelta(days=1)}-to-{today}.jsonl"'
+        for today in (before, after)
     }
     assert response.get_data() == b""  # no rows in the last week
 
@@ -354,7 +356,8 @@ def test_csv_downloads_through_the_browser_and_parses(session: t.Any) -> None:
     today = datetime.now(timezone.utc).date()
     span = site.app.config["STATISTICS_DEFAULT_DATE_SPAN"]
     assert csv_file.suggested_filename in {
-        f"statistics-{day - span}-to-{day}.csv" for day in (today, today - timedelta(days=1))
+        f"statistics-{day - span + timedelta(days=1)}-to-{day}.csv"
+        for day in (today, today - timedelta(days=1))
     }
     rows = parse_csv(Path(csv_file.path()).read_bytes())
     assert len(rows) == site.total  # the seeded week lies within the default range
