@@ -144,7 +144,7 @@ def test_dashboard_shows_the_data_and_escapes_hostile_values(session: Session) -
     # Nothing recorded became markup: the only scripts are the static files, and no
     # link carries a javascript: URL.
     scripts = page.evaluate("[...document.scripts].map(s => s.src ? new URL(s.src).pathname : 'INLINE')")
-    assert "INLINE" not in scripts and len(scripts) == 3, scripts
+    assert "INLINE" not in scripts and len(scripts) == 4, scripts
     assert page.locator('[href^="javascript:" i], [src^="javascript:" i]').count() == 0
     assert page.locator("#request-log b, #paths-table script, #request-log svg, #top-browser svg b").count() == 0
 

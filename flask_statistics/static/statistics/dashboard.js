@@ -9,6 +9,9 @@
  *   on "change", and Enter then submits the same filter again), so that every Back
  *   goes to a different filter.
  * - Shows a notice when a request fails, and hides it after the next good swap.
+ * - Lets pygal-tooltips clear a tooltip under Trusted Types: it empties the tooltip's
+ *   text with `innerHTML = ""`, a sink that takes no plain string, so those elements
+ *   get an innerHTML setter that can only empty them.
  */
 (function () {
   "use strict";
@@ -21,7 +24,25 @@
     return document.querySelectorAll("svg.pygal-chart[data-pygal-config]");
   }
 
+  var innerHTML = Object.getOwnPropertyDescriptor(Element.prototype, "innerHTML");
+
+  function onlyEmptied(element) {
+    Object.defineProperty(element, "innerHTML", {
+      configurable: true,
+      get: function () {
+        return innerHTML.get.call(this);
+      },
+      set: function (value) {
+        if (value !== "") {
+          throw new TypeError("flask-statistics: a chart tooltip's text can only be emptied");
+        }
+        this.replaceChildren();
+      },
+    });
+  }
+
   function register(svg) {
+    svg.querySelectorAll("g.tooltip g.text").forEach(onlyEmptied);
     var settings = {};
     try {
       settings = JSON.parse(svg.getAttribute("data-pygal-config")) || {};
