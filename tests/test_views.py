@@ -113,16 +113,38 @@ def test_filter_change_swaps_panels_that_load_from_their_own_endpoints(dashboard
     assert query_of(pushed) == {
         "start": ["2024-05-01"], "end": ["2024-05-03"], "method": ["POST"],
     }
-    # The form shows the new filter, and each panel fetches itself with it.
+    # The form shows the new filter, and each panel's slot fetches it with it.
     assert page.by_id("filters") is not None
-    loaders = {attrs["id"]: attrs for tag, attrs in page.elements if attrs.get("hx-trigger") == "load"}
-    assert set(loaders) == {f"panel-{n.replace('_', '-')}" for n in PARTIAL_ENDPOINTS}
-    for element_id, attrs in loaders.items():
-        assert attrs["hx-swap"] == "outerHTML"
-        assert query_of(attrs["hx-get"])["method"] == ["POST"], element_id
+    loaders = {attrs["data-slot"]: attrs for tag, attrs in page.elements if attrs.get("hx-trigger") == "load"}
+    assert set(loaders) == set(PARTIAL_ENDPOINTS)
+    for name, attrs in loaders.items():
+        assert attrs["hx-swap"] == "innerHTML"
+        assert query_of(attrs["hx-get"])["method"] == ["POST"], name
+    # The panel on screen stays (hx-preserve) until its slot has the new one.
+    for name in PARTIAL_ENDPOINTS:
+        placeholder = page.by_id(f"panel-{name.replace('_', '-')}")
+        assert placeholder is not None and "hx-preserve" in placeholder, name
     # Following them gives the narrowed data: six POST requests.
-    kpis = get(dashboard, loaders["panel-kpis"]["hx-get"], HTMX)
+    kpis = get(dashboard, loaders["kpis"]["hx-get"], HTMX)
     assert '<span class="kpi-value">6</span>' in kpis.get_data(as_text=True)
+
+
+def test_back_gets_the_page_at_once_with_panels_that_reload_in_place(dashboard: t.Any) -> None:
+    # What htmx 4.0.1 sends when it restores a page from history.
+    restore = {"HX-History-Restore-Request": "true", "HX-Request-Type": "full"}
+    url = dashboard_urls(dashboard)["index"] + "&method=POST"
+    response = get(dashboard, url, restore)
+    assert response.status_code == 200
+    assert "HX-History-Restore-Request" in response.headers["Vary"]
+    html = response.get_data(as_text=True)
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    page = Page(html)
+    assert page.by_id("filters") is not None
+    # No figure was computed for it: each panel loads from its own endpoint.
+    assert "kpi-value" not in html
+    loaders = {attrs["data-slot"]: attrs for tag, attrs in page.elements if attrs.get("hx-trigger") == "load"}
+    assert set(loaders) == set(PARTIAL_ENDPOINTS)
+    assert all(query_of(attrs["hx-get"])["method"] == ["POST"] for attrs in loaders.values())
 
 
 def test_full_page_and_htmx_use_the_same_partial_markup(dashboard: t.Any) -> None:
