@@ -30,7 +30,8 @@ DEFAULTS: dict[str, t.Any] = {
     "STATISTICS_TIMEZONE": "UTC",
     "STATISTICS_CSP": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; "
+        "require-trusted-types-for 'script'; trusted-types flask-statistics"
     ),
 }
 

@@ -14,6 +14,8 @@ import typing as t
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 
+from markupsafe import Markup, escape
+
 EMPTY = "—"
 #: Longest recorded value placed in an HTML attribute (title, aria-label, data-*);
 #: the text itself, or the detail page, shows more.
@@ -76,19 +78,29 @@ def number(value: int | float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """Seconds → ``0.42 ms``, ``87 ms``, ``1,234 ms`` or ``12.3 s``."""
+    """Seconds → ``0.42 ms``, ``87 ms``, ``3.08 s``, ``12.3 s`` or ``1,234 s``."""
     if seconds is None or not math.isfinite(seconds):
         return EMPTY
     ms = seconds * 1000
     # Thresholds sit where rounding would carry into the next format: 9.996 ms is
-    # "10 ms", not "10.0 ms".
+    # "10 ms", not "10.0 ms", and 999.7 ms is "1.00 s", not "1,000 ms".
     if ms < 0.995:
         return f"{ms:.2f} ms"
     if ms < 9.95:
         return f"{ms:.1f} ms"
-    if ms < 9_999.5:
-        return f"{ms:,.0f} ms"
-    return f"{seconds:,.1f} s"
+    if ms < 999.5:
+        return f"{ms:.0f} ms"
+    if seconds < 9.995:
+        return f"{seconds:.2f} s"
+    if seconds < 99.95:
+        return f"{seconds:.1f} s"
+    return f"{seconds:,.0f} s"
+
+
+def path_breaks(value: t.Any) -> Markup:
+    """:func:`clean` text, HTML-escaped, that a browser may wrap after each ``/`` and
+    nowhere else (``<wbr>``), so ``/reports/monthly`` never becomes ``monthl y``."""
+    return Markup(escape(clean(value)).replace("/", Markup("/<wbr>")))
 
 
 def milliseconds(seconds: float | None) -> float | None:
@@ -131,13 +143,17 @@ def local(moment: datetime | None, tz: tzinfo) -> datetime | None:
     return moment.astimezone(tz)
 
 
-def timestamp(moment: datetime | None, tz: tzinfo, *, seconds: bool = True) -> str:
-    """``2024-05-01 13:45:12 CEST``: the moment in ``tz`` with the zone's label."""
+def timestamp(
+    moment: datetime | None, tz: tzinfo, *, seconds: bool = True, label: bool = True
+) -> str:
+    """``2024-05-01 13:45:12 CEST``: the moment in ``tz`` with the zone's label
+    (``label=False``: without it, where a heading names the zone once)."""
     converted = local(moment, tz)
     if converted is None:
         return EMPTY
     pattern = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return f"{converted.strftime(pattern)} {zone_label(converted)}"
+    text = converted.strftime(pattern)
+    return f"{text} {zone_label(converted)}" if label else text
 
 
 def zone_label(moment: datetime) -> str:

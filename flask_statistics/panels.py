@@ -21,6 +21,7 @@ from .formatting import (
     duration,
     filesize,
     number,
+    path_breaks,
     percent,
     shorten,
     timestamp,
@@ -158,6 +159,12 @@ class View:
         if "series" not in self._cache:
             self._cache["series"] = figures.timeseries(self.conn, self.store, self.table, self.filters)
         return t.cast(queries.Series, self._cache["series"])
+
+    def kpis(self) -> queries.Kpis:
+        """The KPIs of the view's filters, read once per request."""
+        if "kpis" not in self._cache:
+            self._cache["kpis"] = figures.kpis(self.conn, self.store, self.table, self.filters)
+        return t.cast(queries.Kpis, self._cache["kpis"])
 
     @property
     def approximate(self) -> bool:
@@ -379,7 +386,24 @@ def build_paths(view: View) -> dict[str, t.Any]:
 def build_requests(view: View) -> dict[str, t.Any]:
     page = queries.request_page(view.conn, view.table, view.filters, view.page_size)
     pruned = figures.pruned_before(view.conn, view.store, view.table, view.filters)
-    return {"log": page, "pruned_before": pruned}
+    total: int | None
+    if page.page == 1 and not page.has_next:
+        total = len(page.rows)  # the whole log is on this page
+    elif pruned is not None:
+        total = None  # the hits count rows the log no longer has
+    else:
+        # The hits KPI counts exactly the rows the log lists (same filters).
+        total = view.kpis().hits
+    last = max(1, -(-total // view.page_size)) if total is not None else None
+    first_row = (page.page - 1) * view.page_size + 1
+    return {
+        "log": page,
+        "pruned_before": pruned,
+        "log_total": total,
+        "log_last_page": last,
+        "log_first_row": first_row,
+        "log_last_row": first_row + len(page.rows) - 1,
+    }
 
 
 class Formatter:
@@ -399,8 +423,10 @@ class Formatter:
     attribute = staticmethod(attribute)
     external_url = staticmethod(external_url)
 
-    def time(self, moment: t.Any, seconds: bool = True) -> str:
-        return timestamp(moment, self.tz, seconds=seconds)
+    path_breaks = staticmethod(path_breaks)
+
+    def time(self, moment: t.Any, seconds: bool = True, label: bool = True) -> str:
+        return timestamp(moment, self.tz, seconds=seconds, label=label)
 
     def iso(self, moment: t.Any) -> str:
         """Machine-readable UTC for ``<time datetime>``."""

@@ -29,7 +29,7 @@ logger = logging.getLogger("flask_statistics")
 
 #: The largest primary key a detail URL may ask for (BIGINT); larger ones are 404s.
 MAX_INDEX = 2**63 - 1
-HTMX_VARY = ("HX-Request", "HX-Request-Type")
+HTMX_VARY = ("HX-Request", "HX-Request-Type", "HX-History-Restore-Request")
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,10 @@ def index() -> Response:
         response = _html("statistics/partials/dashboard.html", 200, lazy=True, **context)
         response.headers["HX-Push-Url"] = context["links"].index()
         return response
+    if request.headers.get("HX-History-Restore-Request") == "true":
+        # htmx restoring history (Back): the page at once, each panel then reloading
+        # itself in place, rather than every panel computed before the first byte.
+        return _html("statistics/index.html", 200, lazy=True, **context)
     with _connect() as conn:
         view = _view(conn, filters, context["links"])
         for item in PARTIALS.values():

@@ -119,6 +119,7 @@ class Page(HTMLParser):
         self.elements: list[tuple[str, dict[str, str | None]]] = []
         self.text: list[str] = []
         self._in_script = False
+        self._glue = False  # after <wbr>: the text goes on without a space
         self.feed(html)
         self.close()
 
@@ -137,6 +138,8 @@ class Page(HTMLParser):
                 self.handlers.append((tag, name))
         if tag == "a":
             self.links.append(attributes)
+        if tag == "wbr":
+            self._glue = True
 
     handle_startendtag = handle_starttag
 
@@ -147,7 +150,11 @@ class Page(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_script and data.strip():
             self.inline_scripts.append(data)
-        self.text.append(data)
+        if self._glue and self.text:
+            self.text[-1] += data
+        else:
+            self.text.append(data)
+        self._glue = False
 
     @property
     def all_text(self) -> str:

@@ -230,7 +230,8 @@ def test_strict_headers_on_every_dashboard_response(make_app: t.Any) -> None:
         assert headers["X-Content-Type-Options"] == "nosniff", name
         assert headers["Referrer-Policy"] in ("same-origin", "no-referrer"), name
     for directive in ("default-src 'none'", "script-src 'self'", "style-src 'self'",
-                      "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"):
+                      "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'",
+                      "require-trusted-types-for 'script'", "trusted-types flask-statistics"):
         assert directive in STRICT_CSP
     assert "unsafe" not in STRICT_CSP
     # The app's own pages are left alone.
@@ -429,12 +430,16 @@ def test_templates_have_no_inline_code() -> None:
 def test_static_files_are_served_with_a_script_type(make_app: t.Any) -> None:
     app, *_ = make_app()
     client = app.test_client()
-    for name in ("dashboard.js", "vendor/htmx.min.js", "vendor/pygal-tooltips.min.js"):
+    ours = ("dashboard.js", "trusted-types.js")
+    for name in (*ours, "vendor/htmx.min.js", "vendor/pygal-tooltips.min.js"):
         response = client.get(f"/statistics/static/statistics/{name}")
         assert response.status_code == 200
         assert response.mimetype in ("text/javascript", "application/javascript")
-    our_js = client.get("/statistics/static/statistics/dashboard.js").get_data(as_text=True)
-    assert "eval(" not in our_js and "new Function" not in our_js and "innerHTML" not in our_js
+    for name in ours:
+        our_js = client.get(f"/statistics/static/statistics/{name}").get_data(as_text=True)
+        assert "eval(" not in our_js and "new Function" not in our_js, name
+        # No HTML is written from a string (dashboard.js only defines a setter that empties).
+        assert not re.search(r"\.(inner|outer)HTML\s*=[^=]|insertAdjacentHTML|document\.write", our_js), name
 
 
 def test_vendored_files_match_their_recorded_checksums() -> None:
@@ -454,9 +459,11 @@ def test_pages_load_only_our_own_static_files_in_order(make_app: t.Any) -> None:
     app, *_ = make_app()
     page = Page(app.test_client().get("/statistics/").get_data(as_text=True))
     sources = [s.get("src") for s in page.scripts]
+    # The Trusted Types policy is handed to htmx before it initialises, and
     # dashboard.js must run before pygal-tooltips initialises the charts.
     assert sources == [
         "/statistics/static/statistics/vendor/htmx.min.js",
+        "/statistics/static/statistics/trusted-types.js",
         "/statistics/static/statistics/dashboard.js",
         "/statistics/static/statistics/vendor/pygal-tooltips.min.js",
     ]
