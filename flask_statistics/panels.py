@@ -231,7 +231,7 @@ def _period_dates(filters: Filters, tz: tzinfo) -> str:
 
 
 def build_kpis(view: View) -> dict[str, t.Any]:
-    current = figures.kpis(view.conn, view.store, view.table, view.filters)
+    current = view.kpis()
     earlier = view.filters.previous()
     before = figures.kpis(view.conn, view.store, view.table, earlier)
     about = "≈ " if view.approximate else ""
