@@ -19,6 +19,7 @@ from .models import bind_key, check_columns, default_model
 from .filters import zone
 from .retention import Retention
 from .rollups.rebuild import Backfill
+from .rollups.compact import Compaction
 from .rollups.retention import DetailRetention, RollupRetention
 from .rollups.store import Store
 from .rollups.writing import Rollups
@@ -129,6 +130,7 @@ class Statistics:
         zone_name = _rollup_zone(config["STATISTICS_TIMEZONE"])
         backfill = Backfill(store, zone_name)
         maintenance.append(backfill)
+        maintenance.append(Compaction(store, zone_name))
         maintenance.append(_every(ROLLUP_PRUNE_INTERVAL, DetailRetention(store)))
         if config["STATISTICS_ROLLUP_RETENTION"] is not None:
             maintenance.append(

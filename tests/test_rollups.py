@@ -243,6 +243,56 @@ def test_backfill_counts_rows_that_were_there_before_the_rollups(tables: Tables)
     assert_same(tables, Filters.between(WEEK.start_day, WEEK.end_day, tz="Europe/Berlin"))
 
 
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu"])
+def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: str) -> None:
+    from flask_statistics.rollups.compact import close_days
+    from flask_statistics.rollups.tables import DAY as DAY_TIER
+    from flask_statistics.rollups.writing import Rollups
+
+    rng = random.Random(12)
+    week = Filters.between(WEEK.start_day, WEEK.end_day, tz=tz)  # New York's DST starts on the 10th
+    tables.insert(random_rows(rng, week.since - DAY, week.until + DAY, 2500))
+    tables.store.ensure_state(tables.engine, tz, lambda m: m)
+    with tables.engine.begin() as conn:
+        tables.store.set_state(conn, backfill_before=None, zone=tz, open_from=week.since)
+    for day in days_with_rows(tables.engine, tables.table, zone(tz), None, None):
+        rebuild_day(tables.engine, tables.store, day, zone(tz))
+    r = tables.store.rollup.c
+
+    def day_rows(since: datetime, until: datetime) -> int:
+        with tables.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).where(r.tier == DAY_TIER, r.bucket >= since, r.bucket < until)
+            ).scalar()
+
+    # Open days have 15-minute rows only, and every figure still adds up.
+    assert day_rows(week.since, week.until + 2 * DAY) == 0
+    assert day_rows(week.since - 2 * DAY, week.since) > 0
+    assert_same(tables, Filters.between(week.start_day - timedelta(days=1), week.end_day, tz=tz))
+
+    # The days before "now" become day rows; the day holding now stays open.
+    assert close_days(tables.engine, tables.store, tz, now=week.until + 2 * HOUR) >= 7
+    with tables.engine.connect() as conn:
+        state = tables.store.read_state(conn)
+    assert state is not None and state.open_from is not None and state.open_from >= week.until
+    assert day_rows(week.since, week.until) > 0
+    assert_same(tables, week)
+    assert_same(tables, Filters.between(week.end_day, week.end_day + timedelta(days=1), tz=tz))
+
+    # A late batch for a merged day adds to both its tiers, as the writer does it.
+    rollups = Rollups(tables.store, tz)
+    late = random_rows(rng, week.since + 2 * DAY, week.since + 2 * DAY + HOUR, 300)
+    facts = [(row["date"], row["method"], row["status_code"], row["path"], None, row["response_time"],
+              row["size"], row["remote_address"], None, row["browser"], row["platform"], row["referrer"])
+             for row in late]
+    with tables.engine.begin() as conn:
+        assert rollups.lock(conn)
+        conn.execute(tables.table.insert(), late)
+        rollups.apply(conn, rollups.entries(facts))
+    assert_same(tables, week)
+    assert_same(tables, Filters.between(week.start_day + timedelta(days=2), week.start_day + timedelta(days=2), tz=tz))
+
+
 # ---------------------------------------------------------------------------------
 # The write path: rollups kept by the writer, in the transaction of the rows.
 

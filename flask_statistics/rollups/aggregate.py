@@ -41,7 +41,10 @@ OTHER_METHOD = "OTHER"
 class Entry:
     """The sums of one rollup row."""
 
-    __slots__ = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
+    __slots__ = (
+        "hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts",
+        "counts_other",
+    )
 
     def __init__(self) -> None:
         self.hits = 0
@@ -52,6 +55,8 @@ class Entry:
         self.times = Histogram()
         self.visitors = Visitors()
         self.counts: dict[t.Optional[str], int] | None = None
+        #: Hits of values already folded out of ``counts`` (merged day rows).
+        self.counts_other = 0
 
     def add(self, fact: Fact, visitor_hash: int | None) -> None:
         self.hits += 1
@@ -155,12 +160,19 @@ class Totals:
                 value = fact[place]
                 counts[value] = counts.get(value, 0) + 1
 
-    def rollup(self, day_of: DayOf, quarters_from: datetime | None = None) -> dict[Key, Entry]:
+    def rollup(
+        self, day_of: DayOf, quarters_from: datetime | None = None,
+        open_from: datetime | None = None,
+    ) -> dict[Key, Entry]:
         """Every rollup row the facts add to, keyed by tier, bucket, grain and
-        dimensions; quarters before ``quarters_from`` only count in their day."""
+        dimensions. Days from ``open_from`` on count in their quarters only (they get
+        day rows when they are over); older quarters than ``quarters_from`` count in
+        their day only."""
         out: dict[Key, Entry] = {}
 
         def tiers(quarter: datetime, day: datetime) -> tuple[tuple[int, datetime], ...]:
+            if open_from is not None and day >= open_from:
+                return ((QUARTER, quarter),)
             if quarters_from is not None and quarter < quarters_from:
                 return ((DAY, day),)
             return ((QUARTER, quarter), (DAY, day))

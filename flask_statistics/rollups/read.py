@@ -50,6 +50,8 @@ class Plan:
     filters: Filters
     dialect: t.Any
     conditions: tuple[ColumnElement[bool], ...]
+    #: Days from this on have no day rows yet: a day-tier plan reads their quarters.
+    open_from: datetime | None = None
 
     @property
     def since(self) -> datetime:
@@ -61,19 +63,30 @@ class Plan:
 
     def where(self) -> list[ColumnElement[bool]]:
         r = self.store.rollup.c
-        return [
-            r.grain == self.grain,
-            r.tier == self.tier,
-            r.bucket >= self.since,
-            r.bucket < self.until,
-            *self.conditions,
-        ]
+        return [r.grain == self.grain, self.span(self.since, self.until), *self.conditions]
+
+    def span(self, since: datetime, until: datetime) -> ColumnElement[bool]:
+        """The rows of buckets in ``[since, until)``: of the plan's tier, except that
+        days still open are read from their 15-minute rows."""
+        r = self.store.rollup.c
+        cut = self.open_from
+        if self.tier == QUARTER or cut is None or cut >= until:
+            return sa.and_(r.tier == self.tier, r.bucket >= since, r.bucket < until)
+        if cut <= since:
+            return sa.and_(r.tier == QUARTER, r.bucket >= since, r.bucket < until)
+        return sa.or_(
+            sa.and_(r.tier == DAY, r.bucket >= since, r.bucket < cut),
+            sa.and_(r.tier == QUARTER, r.bucket >= cut, r.bucket < until),
+        )
 
     def at_least(self, grain: int) -> Plan:
         """The same view from a grain that also keeps the dimensions of ``grain``."""
         if DIMENSIONS[self.grain] >= DIMENSIONS[grain]:
             return self
-        return plan_for(self.store, self.filters, grain, self.tier, self.dialect)
+        return self.regrained(grain)
+
+    def regrained(self, grain: int) -> Plan:
+        return plan_for(self.store, self.filters, grain, self.tier, self.dialect, self.open_from)
 
 
 def plan(
@@ -102,7 +115,7 @@ def plan(
         grain = STATUS
     else:
         grain = CLASS
-    found = plan_for(store, filters, grain, tier, conn.dialect)
+    found = plan_for(store, filters, grain, tier, conn.dialect, state.open_from)
     if filters.path is not None and _folded(conn, found):
         return None  # a folded path could match: only the raw rows know
     return found
@@ -118,7 +131,10 @@ def usable(state: State | None, filters: Filters) -> bool:
     return True
 
 
-def plan_for(store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any) -> Plan:
+def plan_for(
+    store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any,
+    open_from: datetime | None = None,
+) -> Plan:
     r = store.rollup.c
     conditions: list[ColumnElement[bool]] = []
     if grain == PATH and filters.path is not None:
@@ -141,7 +157,7 @@ def plan_for(store: Store, filters: Filters, grain: int, tier: int, dialect: t.A
         conditions.append(r.is_bot.is_(True))
     elif filters.bots == "exclude":
         conditions.append(sa.or_(r.is_bot.is_(None), r.is_bot.is_(False)))
-    return Plan(store, grain, tier, filters, dialect, tuple(conditions))
+    return Plan(store, grain, tier, filters, dialect, tuple(conditions), open_from)
 
 
 def _folded(conn: sa.Connection, found: Plan) -> bool:
@@ -150,10 +166,7 @@ def _folded(conn: sa.Connection, found: Plan) -> bool:
     r = found.store.rollup.c
     query = (
         sa.select(r.id)
-        .where(
-            r.grain == PATH, r.tier == found.tier, r.bucket >= found.since,
-            r.bucket < found.until, r.other.is_(True),
-        )
+        .where(r.grain == PATH, found.span(found.since, found.until), r.other.is_(True))
         .limit(1)
     )
     return conn.execute(query).first() is not None
@@ -243,10 +256,7 @@ def counted_before(conn: sa.Connection, found: Plan, moment: datetime | None) ->
         upto = min(upto, moment - _LONGEST_DAY)  # days that ended before it
     query = (
         sa.select(r.id)
-        .where(
-            r.grain == CLASS, r.tier == found.tier, r.bucket >= found.since, r.bucket < upto,
-            r.hits > 0,
-        )
+        .where(r.grain == CLASS, found.span(found.since, upto), r.hits > 0)
         .limit(1)
     )
     if conn.execute(query).first() is None:
@@ -305,7 +315,7 @@ def top(conn: sa.Connection, found: Plan, column: str, limit: int) -> list[tuple
         value = exact_text(conn.dialect, r.path)
         keys = [r.other, value]
     elif column in TOP_GRAINS:
-        return _top_counts(conn, plan_for(found.store, found.filters, TOP_GRAINS[column], found.tier, found.dialect), limit)
+        return _top_counts(conn, found.regrained(TOP_GRAINS[column]), limit)
     else:
         raise ValueError(f"rollups rank methods, paths, browsers, platforms and referrers, not {column!r}")
     hits = sa.func.sum(r.hits)

@@ -85,7 +85,7 @@ def rebuild_day(
         for rows in result.partitions():
             read += len(rows)
             totals.add(_facts(rows))
-        store.apply(conn, totals.rollup(DayOf(tz), store.quarters_from()))
+        store.apply(conn, totals.rollup(DayOf(tz), store.quarters_from(), store.open_from(conn)))
     return read
 
 
@@ -202,6 +202,9 @@ class Backfill:
                 conn,
                 zone=self.zone_name,
                 backfill_before=None if last is None else first_day_after(self.tz)(_naive(last)),
+                # Rebuilt days get day rows in the new zone; then the open days are
+                # chosen again (see compact.close_days).
+                open_from=None,
             )
         logger.warning(
             "flask-statistics: STATISTICS_TIMEZONE changed to %s; rebuilding the daily "

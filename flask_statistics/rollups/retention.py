@@ -27,6 +27,11 @@ class DetailRetention:
         cutoff = self.store.quarters_from()
         if cutoff is None or not self.store.present(engine):
             return
+        with engine.connect() as conn:
+            open_from = self.store.open_from(conn)
+        # Days without day rows yet keep their quarters: they are all they have.
+        if open_from is not None:
+            cutoff = min(cutoff, open_from)
         _delete(engine, self.store, [QUARTER], cutoff)
 
 

@@ -54,6 +54,7 @@ class State:
     backfill_before: datetime | None
     backfill_from: datetime | None
     stale_since: datetime | None
+    open_from: datetime | None = None
 
 
 def _utcnow() -> datetime:
@@ -106,9 +107,19 @@ class Store:
     def read_state(self, conn: sa.Connection) -> State | None:
         s = self.state.c
         row = conn.execute(
-            sa.select(s.zone, s.backfill_before, s.backfill_from, s.stale_since).where(s.id == 1)
+            sa.select(s.zone, s.backfill_before, s.backfill_from, s.stale_since, s.open_from)
+            .where(s.id == 1)
         ).first()
-        return None if row is None else State(*row)
+        if row is None:
+            return None
+        return State(*(value if value is None or i == 0 else _naive(value) for i, value in enumerate(row)))
+
+    def open_from(self, conn: sa.Connection) -> datetime | None:
+        """The first local day without day rows (see the state table); read under
+        :meth:`lock` so that a compaction cannot move it before the batch commits."""
+        s = self.state.c
+        found = conn.execute(sa.select(s.open_from).where(s.id == 1)).scalar()
+        return None if found is None else _naive(found)
 
     def ensure_state(self, engine: sa.Engine, zone: str, first_day_after: t.Callable[[datetime], datetime]) -> None:
         """Create the state row if it is missing. Rows already in the table then wait
@@ -265,10 +276,10 @@ def _merged(row: t.Any, entry: Entry) -> dict[str, t.Any]:
     if last is None or (entry.last_seen is not None and entry.last_seen > _naive(last)):
         last = entry.last_seen
     counted = row.counts
-    if entry.counts:
+    if entry.counts or entry.counts_other:
         values, other = counts.decode(counted)
-        counts.add(values, entry.counts)
-        counted = counts.encode(values, other)
+        counts.add(values, entry.counts or {})
+        counted = counts.encode(values, other + entry.counts_other)
     return {
         "row_id": row.id,
         "new_hits": int(row.hits) + entry.hits,
@@ -291,5 +302,8 @@ def _new_row(key_digest: str, key: Key, entry: Entry) -> dict[str, t.Any]:
         "time_sum": entry.time_sum, "last_seen": entry.last_seen,
         "times": entry.times.to_bytes() if entry.times.count else None,
         "visitors": None if entry.visitors.empty else entry.visitors.to_bytes(),
-        "counts": counts.encode(entry.counts) if entry.counts else None,
+        "counts": (
+            counts.encode(entry.counts or {}, entry.counts_other)
+            if entry.counts or entry.counts_other else None
+        ),
     }

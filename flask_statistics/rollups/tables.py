@@ -96,6 +96,10 @@ def state_table(table: sa.Table) -> sa.Table:
         sa.Column("backfill_from", sa.DateTime),
         # Rows dated from this on may be missing from the rollups (a failed update).
         sa.Column("stale_since", sa.DateTime),
+        # Local days starting from this on have no day rows yet: they are counted in
+        # 15-minute rows only, and made into day rows once over (None: every day has
+        # its day rows). Writers then touch one tier, not two.
+        sa.Column("open_from", sa.DateTime),
         sa.Column("created", sa.DateTime, nullable=False),
         schema=table.schema,
     )

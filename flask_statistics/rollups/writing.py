@@ -10,7 +10,7 @@ import weakref
 import sqlalchemy as sa
 
 from ..filters import zone
-from .aggregate import DayOf, Entry, Fact, Key, Totals
+from .aggregate import DayOf, Fact, Totals
 from .rebuild import first_day_after
 from .store import Store
 
@@ -47,10 +47,11 @@ class Rollups:
             )
         return present
 
-    def entries(self, facts: t.Iterable[Fact]) -> dict[Key, Entry]:
+    def entries(self, facts: t.Iterable[Fact]) -> Totals:
+        """The batch summed up, before the lock: the costly part, per request."""
         totals = Totals()
         totals.add(facts)
-        return totals.rollup(self.day_of, self.store.quarters_from())
+        return totals
 
     def lock(self, conn: sa.Connection) -> bool:
         try:
@@ -58,9 +59,13 @@ class Rollups:
         except Exception as exc:
             raise RollupFailed from exc
 
-    def apply(self, conn: sa.Connection, entries: dict[Key, Entry]) -> None:
+    def apply(self, conn: sa.Connection, totals: Totals) -> None:
+        """Add the batch to its rollup rows; call under :meth:`lock`, which keeps a
+        compaction from closing a day between reading ``open_from`` and the commit."""
+        store = self.store
         try:
-            self.store.apply(conn, entries)
+            entries = totals.rollup(self.day_of, store.quarters_from(), store.open_from(conn))
+            store.apply(conn, entries)
         except Exception as exc:
             raise RollupFailed from exc
 

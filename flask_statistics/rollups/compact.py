@@ -1,0 +1,141 @@
+"""Day rows for days that are over.
+
+Writers add a day's requests to its 15-minute rows only while the day is open (from
+the state row's ``open_from`` on), which halves the rollup rows each batch reads and
+writes. Once the day is over, a writer maintenance task merges its 15-minute rows
+into day rows and moves ``open_from`` to the next day, in one transaction under the
+writers' lock: a batch lands wholly before (in the merged rows) or after (adding to
+both tiers, as for any closed day). The dashboard reads day rows before
+``open_from`` and 15-minute rows from it on, so every request counts once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from .. import faults
+from ..filters import zone
+from ..sketches import Histogram, Visitors
+from . import counts
+from .aggregate import Entry, Key
+from .rebuild import day_start, next_day
+from .store import Store, _naive
+from .tables import DAY, GRAINS, QUARTER
+
+logger = logging.getLogger("flask_statistics")
+
+#: Seconds between two looks at the state row, and before another try after a
+#: failure. A day not yet merged is still counted, from its 15-minute rows.
+CHECK_EVERY = 60.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | None = None) -> int:
+    """Merge every day that is over but still open into day rows; returns how many."""
+    tz = zone(zone_name)
+    today = day_start(now or _utcnow(), tz)
+    closed = 0
+    while True:
+        with engine.begin() as conn:
+            if not store.lock(conn):
+                return closed
+            state = store.read_state(conn)
+            if state is None or state.zone != zone_name or state.backfill_before is not None:
+                return closed  # the backfill rebuilds days itself; then we follow it
+            start = state.open_from
+            if start is None:
+                # Every day has day rows so far (a new table, or a new zone): from
+                # today on, 15-minute rows only. Today's day rows go, its quarters stay.
+                _delete_days(conn, store, today)
+                store.set_state(conn, open_from=today)
+                return closed
+            if start >= today:
+                return closed
+            end = next_day(start, tz)
+            _delete_days(conn, store, start, end)
+            store.apply(conn, _merged_day(conn, store, start, end))
+            store.set_state(conn, open_from=end)
+        closed += 1
+
+
+def _delete_days(conn: sa.Connection, store: Store, since: datetime, until: datetime | None = None) -> None:
+    r = store.rollup.c
+    where = [r.grain.in_(GRAINS), r.tier == DAY, r.bucket >= since]
+    if until is not None:
+        where.append(r.bucket < until)
+    conn.execute(sa.delete(store.rollup).where(*where))
+
+
+def _merged_day(conn: sa.Connection, store: Store, start: datetime, end: datetime) -> dict[Key, Entry]:
+    r = store.rollup.c
+    rows = conn.execute(
+        sa.select(
+            r.grain, r.route, r.path, r.other, r.method, r.status, r.is_bot, r.hits, r.bytes,
+            r.timed, r.time_sum, r.last_seen, r.times, r.visitors, r.counts,
+        ).where(r.grain.in_(GRAINS), r.tier == QUARTER, r.bucket >= start, r.bucket < end)
+    )
+    out: dict[Key, Entry] = {}
+    for row in rows:
+        key: Key = (
+            DAY, start, int(row.grain), row.route, row.path, bool(row.other), row.method,
+            row.status, row.is_bot,
+        )
+        entry = out.get(key)
+        if entry is None:
+            entry = out[key] = Entry()
+        entry.hits += int(row.hits)
+        entry.bytes += int(row.bytes)
+        entry.timed += int(row.timed)
+        entry.time_sum += float(row.time_sum)
+        if row.last_seen is not None:
+            seen = _naive(row.last_seen)
+            if entry.last_seen is None or seen > entry.last_seen:
+                entry.last_seen = seen
+        if row.times:
+            entry.times.merge(Histogram.from_bytes(row.times))
+        if row.visitors:
+            entry.visitors.merge(Visitors.from_bytes(row.visitors))
+        if row.counts:
+            values, other = counts.decode(row.counts)
+            if entry.counts is None:
+                entry.counts = {}
+            counts.add(entry.counts, values)
+            entry.counts_other += other
+    return out
+
+
+class Compaction:
+    """A writer maintenance task: :func:`close_days`, at most once a minute."""
+
+    __name__ = "rollup compaction"
+
+    def __init__(self, store: Store, zone_name: str) -> None:
+        self.store = store
+        self.zone_name = zone_name
+        self._next = 0.0
+        self._failure: str | None = None
+
+    def __call__(self, engine: sa.Engine) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + CHECK_EVERY
+        if not self.store.present(engine):
+            return
+        try:
+            close_days(engine, self.store, self.zone_name)
+        except Exception as exc:
+            reason = faults.describe(exc, self.store.table)
+            if reason != self._failure:
+                self._failure = reason
+                logger.error("flask-statistics could not merge the day rollups: %s", reason)
+            return
+        self._failure = None
+
