@@ -17,7 +17,7 @@ from . import queries
 from .filters import Filters
 from .rollups import read
 from .rollups.store import Store, _naive
-from .rollups.tables import CLASS, DAY
+from .rollups.tables import CLASS, DAY, QUARTER
 
 #: Plans already made on a connection: a full page asks for the same one per panel,
 #: and each would read the state row again.
@@ -33,10 +33,15 @@ def first_recorded(conn: sa.Connection, store: Store | None, table: sa.Table) ->
         state = store.read_state(conn)
         if state is not None and state.backfill_before is None:
             r = store.rollup.c
-            first = conn.execute(
-                sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == DAY)
-            ).scalar()
-            return None if first is None else _naive(first)
+            # Days still open have 15-minute rows only; one index lookup per tier.
+            firsts = [
+                conn.execute(
+                    sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == tier)
+                ).scalar()
+                for tier in (DAY, QUARTER)
+            ]
+            found = [_naive(first) for first in firsts if first is not None]
+            return min(found) if found else None
     first = conn.execute(sa.select(sa.func.min(table.c.date))).scalar()
     return None if first is None else _naive(first)
 
