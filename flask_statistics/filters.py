@@ -13,11 +13,13 @@ from .buckets import first_instant
 
 SORTS = ("date", "response_time", "size", "status_code")
 PATH_MATCHES = ("exact", "prefix")
-#: The bots filter: leave rows marked as bots out, or keep only them.
-BOTS = ("exclude", "only")
+#: The bots filter: keep every row (the default), leave rows marked as bots out, or
+#: keep only them. Visitor counts leave bots out whatever the filter.
+BOTS = ("include", "exclude", "only")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-#: Columns that narrow by exact match, in query-string order.
-TEXT_FILTERS = ("method", "browser", "platform", "remote_address", "user_agent")
+#: Text columns that narrow the rows, in query-string order: by exact match, except
+#: that a browser family or a referrer host selects its whole group (see grouping).
+TEXT_FILTERS = ("method", "browser", "platform", "remote_address", "user_agent", "referrer")
 
 # Query-string values that are the defaults and so are left out of links.
 _DEFAULT_ARGS = {"path_match": "exact", "sort": "date", "order": "desc", "page": "1"}
@@ -60,10 +62,13 @@ class Filters:
     status: int | None = None
     status_class: int | None = None
     method: str | None = None
+    #: A family ("Firefox": every version) or one version ("Firefox 133.0").
     browser: str | None = None
     platform: str | None = None
     remote_address: str | None = None
     user_agent: str | None = None
+    #: A referrer host ("www.google.com": every URL of it) or one whole referrer.
+    referrer: str | None = None
     #: "exclude" or "only" the rows marked as bots (tables with an is_bot column).
     bots: str | None = None
     sort: str = "date"
@@ -138,7 +143,7 @@ class Filters:
         empty and default values; a change to None removes that argument.
 
         Keys are the form's field names: start, end, path, path_match, route, status, method,
-        browser, platform, remote_address, user_agent, bots, sort, order, page.
+        browser, platform, remote_address, user_agent, referrer, bots, sort, order, page.
         """
         args: dict[str, t.Any] = {
             "start": self.start_day if self.start_explicit else None,
