@@ -103,12 +103,12 @@ def status_classes(conn: sa.Connection, store: Store | None, table: sa.Table, fi
 
 def top(
     conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters, column: str,
-    limit: int = 10,
+    limit: int = 10, *, grouped: bool = False,
 ) -> list[tuple[t.Any, int]]:
     found = _plan(conn, store, filters)
     if found is None or not read.ranks(found, column):
-        return queries.top(conn, table, filters, column, limit)
-    return read.top(conn, found, column, limit)
+        return queries.top(conn, table, filters, column, limit, grouped=grouped)
+    return read.top(conn, found, column, limit, grouped=grouped)
 
 
 def top_paths(

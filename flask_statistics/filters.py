@@ -14,11 +14,13 @@ from .buckets import first_instant, to_local
 
 SORTS = ("date", "response_time", "size", "status_code")
 PATH_MATCHES = ("exact", "prefix")
-#: The bots filter: leave rows marked as bots out, or keep only them.
-BOTS = ("exclude", "only")
+#: The bots filter: keep every row (the default), leave rows marked as bots out, or
+#: keep only them. Visitor counts leave bots out whatever the filter.
+BOTS = ("include", "exclude", "only")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-#: Columns that narrow by exact match, in query-string order.
-TEXT_FILTERS = ("method", "browser", "platform", "remote_address", "user_agent")
+#: Text columns that narrow the rows, in query-string order: by exact match, except
+#: that a browser family or a referrer host selects its whole group (see grouping).
+TEXT_FILTERS = ("method", "browser", "platform", "remote_address", "user_agent", "referrer")
 
 #: The range presets, in the order the dashboard shows them, with their labels.
 PRESETS = {
@@ -100,10 +102,13 @@ class Filters:
     status: int | None = None
     status_class: int | None = None
     method: str | None = None
+    #: A family ("Firefox": every version) or one version ("Firefox 133.0").
     browser: str | None = None
     platform: str | None = None
     remote_address: str | None = None
     user_agent: str | None = None
+    #: A referrer host ("www.google.com": every URL of it) or one whole referrer.
+    referrer: str | None = None
     #: "exclude" or "only" the rows marked as bots (tables with an is_bot column).
     bots: str | None = None
     sort: str = "date"
@@ -217,9 +222,9 @@ class Filters:
         empty and default values; a change to None removes that argument.
 
         Keys are the form's field names: range, start, end, path, path_match, route,
-        status, method, browser, platform, remote_address, user_agent, bots, sort,
-        order, page. A preset stands for its dates, so a link keeps meaning "the last
-        7 days": changing ``range`` drops the dates, changing a date drops the preset.
+        status, method, browser, platform, remote_address, user_agent, referrer, bots,
+        sort, order, page. A preset stands for its dates, so a link keeps meaning "the
+        last 7 days": changing ``range`` drops the dates, changing a date drops the preset.
         """
         preset = self.range is not None
         args: dict[str, t.Any] = {

@@ -154,13 +154,15 @@ class FilterForm(wtforms.Form):  # type: ignore[misc]  # WTForms is untyped
     )
     bots = _Choice(
         "Bots",
-        choices=_choices(("", "Included"), ("exclude", "Left out"), ("only", "Only bots")),
-        default="",
+        choices=_choices(("include", "Included"), ("exclude", "Left out"), ("only", "Only bots")),
+        default="include",
+        filters=[_or_default("include")],
     )
     browser = _text_field("Browser")
     platform = _text_field("Platform")
     remote_address = _text_field("Address")
     user_agent = _text_field("User agent")
+    referrer = _text_field("Referrer")
     sort = _Choice(
         "Sort by",
         choices=_choices(*zip(SORTS, ("Date", "Response time", "Size", "Status"))),
@@ -309,7 +311,7 @@ def parse_filters(
         path=path,
         path_match=form.path_match.data if path is not None else "exact",
         route=_text(form.route.data),
-        bots=form.bots.data or None,
+        bots=None if form.bots.data == "include" else form.bots.data,
         status=status,
         status_class=status_class,
         **{name: _text(getattr(form, name).data) for name in TEXT_FILTERS},

@@ -10,7 +10,7 @@ from datetime import date, datetime, tzinfo
 import sqlalchemy as sa
 from flask import url_for
 
-from . import charts, figures, queries
+from . import charts, figures, grouping, queries
 from .buckets import to_local
 from .filters import METHODS, PRESETS, Filters
 from .formatting import (
@@ -332,6 +332,8 @@ class TopBlock:
     title: str
     chart: t.Any
     items: list[Ranked]
+    #: What the list groups by and where a click leads, when it groups.
+    note: str | None = None
 
 
 _TOPS = (
@@ -341,34 +343,44 @@ _TOPS = (
     ("referrer", "Top referrers"),
     ("method", "Methods"),
 )
+_GROUPED_NOTES = {
+    "browser": "By family; click one for its versions.",
+    "referrer": "By host; click one for its full addresses.",
+}
 
 
 def build_top(view: View) -> dict[str, t.Any]:
     blocks = []
     for column, title in _TOPS:
-        values = figures.top(view.conn, view.store, view.table, view.filters, column, TOP_LIMIT)
+        grouped = grouping.key_for(column, view.filters) is not None
+        values = figures.top(
+            view.conn, view.store, view.table, view.filters, column, TOP_LIMIT, grouped=grouped
+        )
         other = _OtherLabel(f"(other {column}s)")
         values = [(other if v is OTHER else v, hits) for v, hits in values]
-        drillable = column != "referrer"
+        # A referrer host (or a referrer without one) narrows the dashboard; the full
+        # addresses listed once it does are links out instead.
+        urls = column == "referrer" and not grouped
 
-        def link(value: t.Any, column: str = column, drillable: bool = drillable) -> str | None:
-            if not drillable or value is None or isinstance(value, _OtherLabel):
+        def link(value: t.Any, column: str = column, urls: bool = urls) -> str | None:
+            if urls or value is None or isinstance(value, _OtherLabel):
                 return None
             return view.links.drill(**{column: value})
 
-        empty = "(no referrer)" if column == "referrer" else "(unknown)"
+        empty = "(direct)" if column == "referrer" else "(unknown)"
         items = [
             Ranked(
                 charts.label(value, empty),
                 attribute(value) if value is not None else empty,
                 hits,
                 link(value),
-                external_url(value) if column == "referrer" else None,
+                external_url(value) if urls else None,
             )
             for value, hits in values
         ]
         chart = charts.top_chart(title, values, link, empty=empty) if values else None
-        blocks.append(TopBlock(column, title, chart, items))
+        note = _GROUPED_NOTES.get(column) if grouped and values else None
+        blocks.append(TopBlock(column, title, chart, items, note))
     return {"top_blocks": blocks}
 
 

@@ -33,6 +33,7 @@ from .dialects import (
     unindexed,
 )
 from .filters import TEXT_FILTERS, Filters, zone
+from .grouping import browser_condition, group, key_for, rank, referrer_condition
 from .schema import present_columns
 
 #: Columns :func:`top` can rank.
@@ -108,6 +109,10 @@ class Page:
     has_previous: bool
 
 
+# Filters that select a group of values (see grouping); the others match exactly.
+_TEXT_MATCHES = {"browser": browser_condition, "referrer": referrer_condition}
+
+
 def _where(
     dialect: Dialect, table: sa.Table, filters: Filters, date: ColumnElement[t.Any] | None = None
 ) -> list[ColumnElement[bool]]:
@@ -120,7 +125,7 @@ def _where(
     if filters.route is not None:
         # A table without the column has no rows of any route.
         conditions.append(text_equals(dialect, c.route, filters.route) if "route" in c else sa.false())
-    if filters.bots is not None:
+    if filters.bots in ("exclude", "only"):  # "include" keeps every row
         conditions.append(bot_condition(table, filters.bots))
     if filters.status is not None:
         conditions.append(c.status_code == filters.status)
@@ -129,8 +134,10 @@ def _where(
         conditions += [c.status_code >= low, c.status_code < low + 100]
     for name in TEXT_FILTERS:
         value = getattr(filters, name)
-        if value is not None:
-            conditions.append(text_equals(dialect, c[name], value))
+        if value is None:
+            continue
+        match = _TEXT_MATCHES.get(name, text_equals)
+        conditions.append(match(dialect, c[name], value))
     return conditions
 
 
@@ -369,10 +376,15 @@ def status_classes(conn: sa.Connection, table: sa.Table, filters: Filters) -> li
 
 
 def top(
-    conn: sa.Connection, table: sa.Table, filters: Filters, column: str, limit: int = 10
+    conn: sa.Connection, table: sa.Table, filters: Filters, column: str, limit: int = 10,
+    *, grouped: bool = False,
 ) -> list[tuple[t.Any, int]]:
     """The ``limit`` most frequent values of ``column`` (one of :data:`TOP_COLUMNS`)
-    with their hits, most hits first, ties by value; NULL counts as a value (None)."""
+    with their hits, most hits first, ties by value; NULL counts as a value (None).
+
+    ``grouped=True`` ranks referrer hosts and browser families instead (see
+    :mod:`.grouping`) while that column is not filtered.
+    """
     if column not in TOP_COLUMNS:
         raise ValueError(f"top() ranks one of {', '.join(TOP_COLUMNS)}; got {column!r}")
     d = conn.dialect
@@ -386,9 +398,13 @@ def top(
         sa.select(base.c.value, hits.label("hits"))
         .group_by(base.c.value)
         .order_by(hits.desc(), base.c.value.is_(None), base.c.value)
-        .limit(limit)
     )
-    return [(row.value, int(row.hits)) for row in conn.execute(query)]
+    key = key_for(column, filters) if grouped else None
+    if key is not None:
+        # Every value's hits, grouped here: a group's values can rank anywhere.
+        found = conn.execute(query.order_by(None))
+        return rank(group(((row.value, int(row.hits)) for row in found), key), limit)
+    return [(row.value, int(row.hits)) for row in conn.execute(query.limit(limit))]
 
 
 def top_paths(

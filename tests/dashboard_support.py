@@ -11,6 +11,10 @@ from html.parser import HTMLParser
 import sqlalchemy as sa
 from flask import Flask
 
+from flask_statistics.filters import zone
+from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day
+from flask_statistics.rollups.store import Store
+
 #: The window most tests look at, as query arguments, and a moment inside it.
 WINDOW = {"start": "2024-05-01", "end": "2024-05-03"}
 QS = "start=2024-05-01&end=2024-05-03"
@@ -165,3 +169,32 @@ class Page(HTMLParser):
             if attributes.get("id") == element_id:
                 return attributes
         return None
+
+
+class Tables:
+    """The statistics table of an app and its rollups, with rows inserted straight
+    into it and the rollups rebuilt from them."""
+
+    def __init__(self, app: t.Any, db: t.Any) -> None:
+        state = app.extensions["statistics"]
+        self.table: sa.Table = state.table
+        self.store: Store = getattr(state, "rollups", None) or Store(self.table)
+        with app.app_context():
+            self.engine: sa.Engine = db.engines[self.table.metadata.info.get("bind_key")]
+        self.store.create(self.engine)
+
+    def insert(self, rows: list[dict[str, t.Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.table.insert(), rows)
+
+    def rebuild(self, tz_name: str = "UTC") -> None:
+        tz = zone(tz_name)
+        self.store.ensure_state(self.engine, tz_name, lambda m: m)
+        for day in days_with_rows(self.engine, self.table, tz, None, None):
+            rebuild_day(self.engine, self.store, day, tz)
+        with self.engine.begin() as conn:
+            self.store.set_state(conn, backfill_before=None, zone=tz_name)
+
+    def drop(self) -> None:
+        self.store.rollup.drop(self.engine, checkfirst=True)
+        self.store.state.drop(self.engine, checkfirst=True)

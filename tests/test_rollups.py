@@ -21,6 +21,8 @@ from flask_statistics.rollups.store import PATH_CAP, Store
 from flask_statistics.rollups.tables import PATH, QUARTER
 from flask_statistics.filters import zone
 
+from dashboard_support import Tables
+
 DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 PATHS = ["/", "/a", "/a/b", "/a_b%", "/About", "/about", "/x/1", "/x/2", "/x/3", "/é"]
 METHODS = ["GET"] * 6 + ["POST", "PUT", "DELETE", "HEAD"]
@@ -52,32 +54,6 @@ def random_rows(rng: random.Random, first: datetime, last: datetime, n: int) -> 
             }
         )
     return rows
-
-
-class Tables:
-    def __init__(self, app: t.Any, db: t.Any) -> None:
-        state = app.extensions["statistics"]
-        self.table: sa.Table = state.table
-        self.store: Store = getattr(state, "rollups", None) or Store(self.table)
-        with app.app_context():
-            self.engine: sa.Engine = db.engines[self.table.metadata.info.get("bind_key")]
-        self.store.create(self.engine)
-
-    def insert(self, rows: list[dict[str, t.Any]]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(self.table.insert(), rows)
-
-    def rebuild(self, tz_name: str = "UTC") -> None:
-        tz = zone(tz_name)
-        self.store.ensure_state(self.engine, tz_name, lambda m: m)
-        for day in days_with_rows(self.engine, self.table, tz, None, None):
-            rebuild_day(self.engine, self.store, day, tz)
-        with self.engine.begin() as conn:
-            self.store.set_state(conn, backfill_before=None, zone=tz_name)
-
-    def drop(self) -> None:
-        self.store.rollup.drop(self.engine, checkfirst=True)
-        self.store.state.drop(self.engine, checkfirst=True)
 
 
 @pytest.fixture

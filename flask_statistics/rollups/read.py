@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from .. import queries
 from ..dialects import exact_text, int_div, text_equals, text_startswith
 from ..filters import Filters
+from ..grouping import Key, group, key_for, rank
 from ..sketches import Histogram, Visitors
 from .aggregate import method_key, quarter_aligned, quarter_start
 from . import counts
@@ -26,7 +27,7 @@ from .store import State, Store, _naive
 from .tables import CLASS, DAY, DIMENSIONS, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
 
 #: Filters only the raw rows can answer.
-RAW_ONLY = ("browser", "platform", "remote_address", "user_agent")
+RAW_ONLY = ("browser", "platform", "remote_address", "user_agent", "referrer")
 
 
 class _Other:
@@ -284,7 +285,7 @@ def ranks(found: Plan, column: str) -> bool:
     return column in ("method", "path")
 
 
-def _top_counts(conn: sa.Connection, found: Plan, limit: int) -> list[tuple[t.Any, int]]:
+def _top_counts(conn: sa.Connection, found: Plan, limit: int, key: Key | None) -> list[tuple[t.Any, int]]:
     r = found.store.rollup.c
     total: dict[t.Any, int] = {}
     other = 0
@@ -292,18 +293,19 @@ def _top_counts(conn: sa.Connection, found: Plan, limit: int) -> list[tuple[t.An
         values, folded = counts.decode(blob)
         counts.add(total, values)
         other += folded
+    if key is not None:
+        # Values past a row's cap were folded before grouping: they stay "other".
+        total = group(total.items(), key)
     if other:
         total[OTHER] = other
-    ranked = sorted(
-        total.items(),
-        key=lambda kv: (-kv[1], kv[0] is None or kv[0] is OTHER, kv[0] is OTHER, "" if kv[0] is None or kv[0] is OTHER else kv[0]),
-    )
-    return ranked[:limit]
+    return rank(total, limit)
 
 
-def top(conn: sa.Connection, found: Plan, column: str, limit: int) -> list[tuple[t.Any, int]]:
+def top(
+    conn: sa.Connection, found: Plan, column: str, limit: int, *, grouped: bool = False
+) -> list[tuple[t.Any, int]]:
     """The busiest values of ``column`` (see :func:`ranks`); folded rows count as one
-    value, :data:`OTHER`."""
+    value, :data:`OTHER`. ``grouped`` as in :func:`..queries.top`."""
     if column == "method":
         found = found.at_least(STATUS)
         r = found.store.rollup.c
@@ -315,7 +317,8 @@ def top(conn: sa.Connection, found: Plan, column: str, limit: int) -> list[tuple
         value = exact_text(conn.dialect, r.path)
         keys = [r.other, value]
     elif column in TOP_GRAINS:
-        return _top_counts(conn, found.regrained(TOP_GRAINS[column]), limit)
+        key = key_for(column, found.filters) if grouped else None
+        return _top_counts(conn, found.regrained(TOP_GRAINS[column]), limit, key)
     else:
         raise ValueError(f"rollups rank methods, paths, browsers, platforms and referrers, not {column!r}")
     hits = sa.func.sum(r.hits)
