@@ -204,7 +204,8 @@ def test_bots_and_route() -> None:
     assert valid(bots="exclude").bots == "exclude"
     assert valid(bots="only").query_args() == {"bots": "only"}
     assert valid(bots="").bots is None and valid().bots is None
-    assert errors_of(bots="maybe") == {"bots": ["Not a valid choice. Choose one of exclude, only, or leave it empty."]}
+    assert errors_of(bots="maybe") == {"bots": ["Not a valid choice. Choose one of include, exclude, only."]}
+    assert valid(bots="include").bots is None
     filters = valid(route="/items/<int:id>")
     assert filters.route == "/items/<int:id>" and filters.is_filtered
     assert filters.query_args() == {"route": "/items/<int:id>"}

@@ -334,6 +334,8 @@ def test_bots_include_exclude_and_only(make_app: t.Any) -> None:
     assert kpi("", "visitors") == kpi("&bots=include", "visitors") == kpi("&bots=exclude", "visitors") == "6"
     assert kpi("&bots=only", "visitors") == "0"
     # "include" is the default: links leave it out, the form shows it chosen.
-    page = client.get(f"/statistics/?{QS}&bots=include").get_data(as_text=True)
+    response = client.get(f"/statistics/?{QS}&bots=include")
+    assert response.status_code == 302 and "bots=" not in response.location
+    page = client.get(response.location).get_data(as_text=True)
     assert "bots=include" not in page
     assert '<option selected value="include">' in page or 'value="include" selected' in page
