@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from browser_support import Session, Site
+from conftest import require_or_skip
 from test_browser import browser, session_factory, site, tally  # noqa: F401
 
 IMPACTS = ("critical", "serious", "moderate", "minor")
@@ -36,9 +37,11 @@ class AxeTally:
     """Violations per impact for every page checked, for the summary."""
 
     counts: dict[str, Counter[str]] = field(default_factory=dict)
+    elements: dict[str, int] = field(default_factory=dict)
 
     def add(self, name: str, violations: list[dict[str, t.Any]]) -> None:
         self.counts[name] = Counter(v["impact"] or "unknown" for v in violations)
+        self.elements[name] = sum(len(v["nodes"]) for v in violations)
 
     def pytest_terminal_summary(self, terminalreporter: t.Any) -> None:
         if not self.counts:
@@ -46,7 +49,9 @@ class AxeTally:
         terminalreporter.write_sep("-", "browser tests: accessibility (axe-core)")
         for name, counts in sorted(self.counts.items()):
             figures = ", ".join(f"{counts[impact]} {impact}" for impact in IMPACTS)
-            terminalreporter.write_line(f"{name}: {figures} (rules violated, by impact)")
+            terminalreporter.write_line(
+                f"{name}: {figures} (rules violated, by impact; {self.elements[name]} elements in all)"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +69,6 @@ def axe() -> t.Any:
     try:
         from axe_playwright_python.sync_playwright import Axe
     except ImportError:
-        from conftest import require_or_skip
-
         require_or_skip("the axe-playwright-python package is missing; pip install -e '.[test]'")
     return Axe()
 
