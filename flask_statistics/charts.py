@@ -244,7 +244,10 @@ def _csp_filter(
         desc = root.makeelement("desc", {"id": f"{chart_id}-desc"})
         desc.text = description
         root.insert(list(root).index(title_el) + 1, desc)
-        root.set("role", "img")
+        # A chart with drill-down links is a figure: an image's children are hidden
+        # from assistive technology, and its links would be unreachable.
+        has_links = any(element.tag == "a" for element in root.iter())
+        root.set("role", "figure" if has_links else "img")
         root.set("aria-labelledby", f"{chart_id}-title {chart_id}-desc")
         root.set("data-pygal-config", json.dumps(config, separators=(",", ":")))
         return root

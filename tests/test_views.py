@@ -414,7 +414,7 @@ def test_every_control_is_labelled(dashboard: t.Any) -> None:
     assert headers and all(attrs.get("scope") in ("col", "row") for attrs in headers)
     for tag, attrs in page.elements:
         if tag == "svg" and "pygal-chart" in (attrs.get("class") or ""):
-            assert attrs["role"] == "img" and attrs["aria-labelledby"]
+            assert attrs["role"] in ("img", "figure") and attrs["aria-labelledby"]
 
 
 # ---------------------------------------------------------------------------------
