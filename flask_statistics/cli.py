@@ -115,7 +115,7 @@ def rebuild(since: datetime | None) -> None:
     missing. Days whose rows were pruned keep their rollups. Safe while the app runs:
     each day is rebuilt in one transaction, under the lock the writers take.
     """
-    from .rollups.rebuild import days_with_rows, first_day_after, rebuild_day
+    from .rollups.rebuild import days_with_rows, first_day_after, rebuild_day, today_start
 
     state, engine = _state_and_engine()
     store = state.rollups
@@ -125,7 +125,7 @@ def rebuild(since: datetime | None) -> None:
     tz = zone(zone_name)
     with _database_errors("create the rollup tables"):
         store.create(engine)
-        store.ensure_state(engine, zone_name, first_day_after(tz))
+        store.ensure_state(engine, zone_name, first_day_after(tz), open_from=today_start(tz))
     state.writer.flush(FLUSH_TIMEOUT)
     start = None if since is None else local_midnight_utc(since.date(), tz)
     with _database_errors(f"read table {state.table.name!r}"):

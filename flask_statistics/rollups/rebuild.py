@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import typing as t
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import sqlalchemy as sa
 
@@ -56,6 +56,11 @@ def day_start(moment: datetime, tz: tzinfo) -> datetime:
 
 def next_day(start: datetime, tz: tzinfo) -> datetime:
     return local_midnight_utc(to_local(start, tz).date() + timedelta(days=1), tz)
+
+
+def today_start(tz: tzinfo) -> datetime:
+    """The first instant (naive UTC) of the current local day."""
+    return day_start(datetime.now(timezone.utc).replace(tzinfo=None), tz)
 
 
 def first_day_after(tz: tzinfo) -> t.Callable[[datetime], datetime]:
@@ -162,7 +167,9 @@ class Backfill:
         store = self.store
         if not store.present(engine):
             return False
-        store.ensure_state(engine, self.zone_name, first_day_after(self.tz))
+        store.ensure_state(
+            engine, self.zone_name, first_day_after(self.tz), open_from=today_start(self.tz)
+        )
         with engine.connect() as conn:
             state = store.read_state(conn)
         if state is None:

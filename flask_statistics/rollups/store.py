@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from ..bulk import copy_rows, copy_statement
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
@@ -30,6 +31,7 @@ logger = logging.getLogger("flask_statistics")
 PATH_CAP = {QUARTER: 1000, DAY: 5000}
 _CHUNK = 500
 _SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
+_INSERTED = ("key", "tier", "grain", "bucket", "route", "path", "other", "method", "status", "is_bot", *_SUMS)
 
 
 def digest(key: Key) -> str:
@@ -121,9 +123,14 @@ class Store:
         found = conn.execute(sa.select(s.open_from).where(s.id == 1)).scalar()
         return None if found is None else _naive(found)
 
-    def ensure_state(self, engine: sa.Engine, zone: str, first_day_after: t.Callable[[datetime], datetime]) -> None:
+    def ensure_state(
+        self, engine: sa.Engine, zone: str, first_day_after: t.Callable[[datetime], datetime],
+        open_from: datetime | None = None,
+    ) -> None:
         """Create the state row if it is missing. Rows already in the table then wait
-        for the backfill: everything before the local day after the newest of them."""
+        for the backfill: everything before the local day after the newest of them.
+        Days from ``open_from`` (today's first instant) on get no day rows until they
+        are over."""
         with engine.begin() as conn:
             if self.read_state(conn) is not None:
                 return
@@ -136,7 +143,7 @@ class Store:
                     sa.insert(self.state).values(
                         id=1, version=0, zone=zone, backfill_before=before,
                         backfill_from=None if first is None else _naive(first),
-                        stale_since=None, created=_utcnow(),
+                        stale_since=None, created=_utcnow(), open_from=open_from,
                     )
                 )
         except sa.exc.IntegrityError:
@@ -187,7 +194,11 @@ class Store:
                 updates,
             )
         if inserts:
-            conn.execute(sa.insert(r), inserts)
+            copy = copy_statement(r, [r.c[name] for name in _INSERTED], conn.dialect)
+            if copy is None:
+                conn.execute(sa.insert(r), inserts)
+            else:
+                copy_rows(conn, copy, ([row[name] for name in _INSERTED] for row in inserts))
 
     def _existing(self, conn: sa.Connection, digests: list[str]) -> dict[str, t.Any]:
         r = self.rollup.c

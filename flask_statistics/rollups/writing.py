@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..filters import zone
 from .aggregate import DayOf, Fact, Totals
-from .rebuild import first_day_after
+from .rebuild import first_day_after, today_start
 from .store import Store
 
 logger = logging.getLogger("flask_statistics")
@@ -70,7 +70,9 @@ class Rollups:
             raise RollupFailed from exc
 
     def create_state(self, engine: sa.Engine) -> None:
-        self.store.ensure_state(engine, self.zone_name, first_day_after(self.tz))
+        self.store.ensure_state(
+            engine, self.zone_name, first_day_after(self.tz), open_from=today_start(self.tz)
+        )
 
     def failed(self, engine: sa.Engine, facts: list[Fact], exc: BaseException) -> None:
         """Rows were written without their rollups: mark the rollups stale from the
