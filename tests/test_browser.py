@@ -528,7 +528,7 @@ def test_the_watch_sees_what_it_must_report(session_factory: t.Callable[..., Ses
     page.evaluate("document.body.setAttribute('style', 'outline: 1px solid red')")
     page.evaluate("setTimeout(() => { throw new Error('boom') })")
     page.evaluate("fetch('http://192.0.2.1:9/x').catch(() => {})")
-    page.wait_for_function("window.__cspViolations.length > 0")
+    page.wait_for_function("() => window.__cspViolations.length > 0")
     page.wait_for_timeout(200)
     problems = session.watch.problems(page)
     assert problems["securitypolicyviolation events"][0]["directive"] in ("style-src-attr", "style-src")

@@ -9,81 +9,18 @@ Screenshots land in tests/screenshots/ (gitignored).
 
 from __future__ import annotations
 
-import shutil
 import typing as t
 from datetime import datetime, timezone
 
-import pytest
 
 from browser_support import (
-    CHROMIUM,
-    LAUNCH_ARGS,
-    POLICIES,
-    LiveServer,
     Session,
-    Site,
-    Tally,
-    build_app,
-    seed,
-    stop_app,
     today,
 )
-from conftest import require_or_skip
+from test_browser import browser, session_factory, site, tally  # noqa: F401 (fixtures)
 
 #: The smallest text a tooltip line may be drawn at, in CSS pixels.
 READABLE_PX = 12
-
-
-@pytest.fixture(scope="module")
-def tally(request: pytest.FixtureRequest) -> Tally:
-    plugins = request.config.pluginmanager
-    found = plugins.get_plugin("browser-csp-tally")
-    if found is None:
-        found = Tally()
-        plugins.register(found, "browser-csp-tally")
-    return t.cast(Tally, found)
-
-
-@pytest.fixture(scope="module")
-def browser() -> t.Iterator[t.Any]:
-    if shutil.which(CHROMIUM) is None:
-        require_or_skip(f"{CHROMIUM} is missing; install it with `apt-get install -y chromium`")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_or_skip("the playwright package is missing; pip install -e '.[test]'")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module", params=sorted(POLICIES))
-def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Site]:
-    policy = request.param
-    database = tmp_path_factory.mktemp(f"browser-charts-{policy}") / "statistics.db"
-    app = build_app(f"sqlite:///{database}", policy)
-    seed(app)
-    try:
-        with LiveServer(app) as server:
-            yield Site(policy, server, app)
-    finally:
-        stop_app(app)
-
-
-@pytest.fixture
-def session_factory(browser: t.Any, site: Site, tally: Tally) -> t.Iterator[t.Callable[..., Session]]:
-    sessions: list[Session] = []
-
-    def make(**options: t.Any) -> Session:
-        s = Session(browser, site, **options)
-        sessions.append(s)
-        return s
-
-    yield make
-    for s in sessions:
-        tally.add(s.watch, len(s.watch.full_loads))
-        s.context.close()
 
 
 def hover_tooltip(page: t.Any, trigger: t.Any) -> list[str]:

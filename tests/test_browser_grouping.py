@@ -7,21 +7,17 @@ or versions, with JavaScript and without, and causes no CSP violation.
 from __future__ import annotations
 
 import importlib
-import shutil
 import typing as t
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from browser_support import (
-    CHROMIUM,
     HOSTILE_REFERRER,
-    LAUNCH_ARGS,
     POLICIES,
     LiveServer,
     Session,
     Site,
-    Tally,
     build_app,
     hits,
     kpi,
@@ -30,34 +26,10 @@ from browser_support import (
     seed,
     stop_app,
 )
-from conftest import require_or_skip
+from test_browser import browser, session_factory, tally  # noqa: F401 (fixtures)
 
 GOOGLE_URLS = ("https://www.google.com/", "https://www.google.com/search?q=flask+statistics")
 NEW_FIREFOX = "Firefox 134.0"
-
-
-@pytest.fixture(scope="module")
-def tally(request: pytest.FixtureRequest) -> Tally:
-    plugins = request.config.pluginmanager
-    found = plugins.get_plugin("browser-csp-tally")
-    if found is None:
-        found = Tally()
-        plugins.register(found, "browser-csp-tally")
-    return t.cast(Tally, found)
-
-
-@pytest.fixture(scope="module")
-def browser() -> t.Iterator[t.Any]:
-    if shutil.which(CHROMIUM) is None:
-        require_or_skip(f"{CHROMIUM} is missing; install it with `apt-get install -y chromium`")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_or_skip("the playwright package is missing; pip install -e '.[test]'")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def more_rows(now: datetime) -> list[dict[str, t.Any]]:
@@ -89,21 +61,6 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             yield Site(policy, server, app)
     finally:
         stop_app(app)
-
-
-@pytest.fixture
-def session_factory(browser: t.Any, site: Site, tally: Tally) -> t.Iterator[t.Callable[..., Session]]:
-    sessions: list[Session] = []
-
-    def make(**options: t.Any) -> Session:
-        s = Session(browser, site, **options)
-        sessions.append(s)
-        return s
-
-    yield make
-    for s in sessions:
-        tally.add(s.watch, len(s.watch.full_loads))
-        s.context.close()
 
 
 def listed(page: t.Any, key: str) -> list[str]:

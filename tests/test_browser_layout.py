@@ -5,6 +5,7 @@ checked by element widths and line boxes rather than screenshots.
 
 from __future__ import annotations
 
+import time
 import typing as t
 
 import pytest
@@ -72,6 +73,16 @@ def busy_and_unclickable(page: t.Any, panel: str) -> dict[str, t.Any]:
     )
 
 
+def opacity_reaches_one(element: t.Any, seconds: float = 5.0) -> bool:
+    """Whether ``element`` is drawn fully opaque within ``seconds`` (CSS fades in)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if element.evaluate("el => getComputedStyle(el).opacity") == "1":
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_panels_stay_until_their_replacement_arrives(session_factory: t.Callable[..., Session]) -> None:  # noqa: F811
     session = session_factory()
     page = session.page
@@ -94,7 +105,8 @@ def test_panels_stay_until_their_replacement_arrives(session_factory: t.Callable
             "hit": False, "placeholders": 0,
         }, (panel, state)
     assert kpi(page, "hits") == before, "the old figures left before the new ones came"
-    assert page.locator("#progress").evaluate("el => getComputedStyle(el).opacity") == "1"
+    # The progress bar fades in: it must reach full opacity while the panels load.
+    assert opacity_reaches_one(page.locator("#progress"))
 
     held.release()
     session.settle()
@@ -128,8 +140,8 @@ def test_a_failed_reload_leaves_the_panel_usable(session_factory: t.Callable[...
     page.evaluate("document.getElementById('panel-requests').setAttribute('data-old', '')")
     page.route("**/statistics/partials/requests**", lambda route: route.abort())
     page.click("#page-next")
-    page.wait_for_function("!document.getElementById('connection-error').hidden")
-    page.wait_for_function("!document.querySelector('#panel-requests[aria-busy]')")
+    page.wait_for_function("() => !document.getElementById('connection-error').hidden")
+    page.wait_for_function("() => !document.querySelector('#panel-requests[aria-busy]')")
     state = busy_and_unclickable(page, "panel-requests")
     assert state["old"] and state["busy"] is None and not state["inert"] and state["hit"], state
 

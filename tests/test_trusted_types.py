@@ -83,7 +83,7 @@ def test_htmx_parses_only_what_the_dashboard_returned(session_factory: t.Callabl
 
     # The app's own home page is HTML from the same origin, but not the dashboard's.
     page.evaluate("""htmx.ajax("GET", "/", {target: "#panel-kpis", swap: "innerHTML"}).catch(() => {})""")
-    page.wait_for_function("window.__htmxErrors.length > 0")
+    page.wait_for_function("() => window.__htmxErrors.length > 0")
     assert "refused to parse HTML" in page.evaluate("window.__htmxErrors[0]")
     assert page.locator("#panel-kpis[data-original] .kpi").count() > 0, "foreign HTML was swapped in"
     assert "Demo shop" not in page.locator("#panel-kpis").inner_text()
@@ -92,7 +92,7 @@ def test_htmx_parses_only_what_the_dashboard_returned(session_factory: t.Callabl
     page.evaluate(
         """htmx.ajax("GET", "/statistics/partials/kpis?method=PUT", {target: "#panel-kpis", swap: "outerHTML"})"""
     )
-    page.wait_for_function("!document.querySelector('#panel-kpis[data-original]')")
+    page.wait_for_function("() => !document.querySelector('#panel-kpis[data-original]')")
     # PUT: the GET to "/" above is recorded too, so GET counts may still move.
     assert kpi(page, "hits") == hits(session.site.count(method="PUT"))
     assert page.evaluate("window.__htmxErrors.length") == 1
@@ -105,6 +105,6 @@ def test_htmx_parses_only_what_the_dashboard_returned(session_factory: t.Callabl
                    catch (error) { return error instanceof TypeError; } }"""
     )
     assert refused
-    page.wait_for_function("window.__cspViolations.length > 0")
+    page.wait_for_function("() => window.__cspViolations.length > 0")
     directives = {v["directive"] for v in session.watch.page_violations(page)}
     assert directives == {"require-trusted-types-for"}, directives
