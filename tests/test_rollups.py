@@ -396,6 +396,8 @@ def test_a_failing_rollup_update_keeps_the_rows_and_marks_the_rollups_stale(
 
 def test_random_paths_leave_the_rollups_bounded(make_app: t.Any) -> None:
     from flask_statistics.capture import Record
+    from flask_statistics.rollups.compact import close_days
+    from flask_statistics.rollups.tables import DAY as DAY_TIER
     import calendar
 
     app, db, _model, statistics = make_app(model="default", config={"STATISTICS_QUEUE_SIZE": 200_000})
@@ -409,16 +411,26 @@ def test_random_paths_leave_the_rollups_bounded(make_app: t.Any) -> None:
     assert statistics.flush(timeout=300, app=app)
     tables = Tables(app, db)
     r = tables.store.rollup.c
-    with tables.engine.connect() as conn:
-        counts = dict(conn.execute(
-            sa.select(r.tier, sa.func.count()).where(r.grain == PATH).group_by(r.tier)
-        ).all())
-        quarters = conn.execute(
-            sa.select(sa.func.count(sa.distinct(r.bucket))).where(r.grain == PATH, r.tier == QUARTER)
-        ).scalar()
+
+    def path_rows() -> tuple[dict[int, int], int]:
+        with tables.engine.connect() as conn:
+            counts = dict(conn.execute(
+                sa.select(r.tier, sa.func.count()).where(r.grain == PATH).group_by(r.tier)
+            ).all())
+            quarters = conn.execute(
+                sa.select(sa.func.count(sa.distinct(r.bucket))).where(r.grain == PATH, r.tier == QUARTER)
+            ).scalar()
+        return counts, quarters
+
     # At most the cap plus one "other" row per bucket (one route, method, status here).
+    counts, quarters = path_rows()
     assert counts[QUARTER] <= quarters * (PATH_CAP[QUARTER] + 1)
-    assert counts[1] <= 2 * (PATH_CAP[1] + 1)  # one or two local days
+    assert counts.get(DAY_TIER, 0) <= 2 * (PATH_CAP[DAY_TIER] + 1)  # one or two local days
+    assert_same(tables, today_filters(2), paths=False)
+    # Once the days are over, their day rows are bounded too.
+    close_days(tables.engine, tables.store, "UTC", now=datetime.utcnow() + 2 * DAY)
+    counts, quarters = path_rows()
+    assert 0 < counts[DAY_TIER] <= 2 * (PATH_CAP[DAY_TIER] + 1)
     assert_same(tables, today_filters(2), paths=False)
 
 
