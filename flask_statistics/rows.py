@@ -2,7 +2,7 @@
 parse, the mimetype, values cut to what each column holds, and the database's own
 conversions, applied in one tight loop per row.
 
-The writer hands the rows straight to the driver's ``executemany``: going through
+The writer hands the rows straight to the driver (see :mod:`.bulk`): going through
 SQLAlchemy's per-row parameter handling cost as much as building the rows.
 """
 
@@ -15,7 +15,7 @@ from functools import lru_cache
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from .bulk import copy_rows, copy_statement
+from .bulk import ValuesInsert, copy_rows, copy_statement, values_insert
 from .capture import Record
 from .models import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from .useragent import parse
@@ -42,6 +42,7 @@ class RowBuilder:
         self.statement = ""
         self._named = False
         self._copy: str | None = None
+        self._values: ValuesInsert | None = None
         self._seconds = False
         self._use(self._optional)
 
@@ -87,6 +88,7 @@ class RowBuilder:
         self._copy = copy_statement(self.table, self.columns, dialect)
         if self._copy is not None:
             self._named = False
+        self._values = None if self._named else values_insert(self.statement, len(self.columns), dialect)
         # MariaDB keeps whole seconds in a DATETIME without a fraction, cutting the rest.
         fsp = getattr(self.table.c["date"].type, "fsp", None)
         self._seconds = dialect.name in ("mysql", "mariadb") and not fsp
@@ -99,10 +101,12 @@ class RowBuilder:
 
     def insert(self, conn: sa.Connection, rows: list[t.Any]) -> None:
         """Insert ``rows`` (from :meth:`rows`) on ``conn``, in the current transaction."""
-        if self._copy is None:
+        if self._copy is not None:
+            copy_rows(conn, self._copy, rows)
+        elif self._values is not None:
+            self._values.insert(conn, rows)
+        else:
             conn.exec_driver_sql(self.statement, rows)
-            return
-        copy_rows(conn, self._copy, rows)
 
     def rows(self, records: t.Iterable[Record], facts: list[t.Any] | None = None) -> list[t.Any]:
         """Driver parameters for ``records``: tuples, or dicts for named paramstyles.

@@ -246,7 +246,12 @@ class _Core:
 
     def _drain(self) -> None:
         queue = self._queue
-        while queue:
+        # Only what is queued now: rows that arrive meanwhile wait for the next wake,
+        # so a busy app gets one large batch per interval, not a stream of small ones
+        # (each batch costs a transaction and thread switches in the request threads).
+        # A flush or a full queue sets the wake event, so they don't wait.
+        pending = len(queue)
+        while queue and (pending > 0 or self._stopping.is_set()):
             if self._stopping.is_set() and time.monotonic() >= self._deadline:
                 self._drop_queue()
                 return
@@ -254,6 +259,7 @@ class _Core:
             markers: list[threading.Event] = []
             while queue and len(records) < self._batch_size:
                 item = queue.popleft()
+                pending -= 1
                 if isinstance(item, threading.Event):
                     markers.append(item)
                     break
