@@ -3,7 +3,9 @@ into template context; links are built here so templates stay declarative."""
 
 from __future__ import annotations
 
+import threading
 import typing as t
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 
@@ -140,9 +142,34 @@ def _filterable(name: str, value: t.Any) -> bool:
     return True
 
 
+class Shared:
+    """Figures more than one panel uses, computed once per request by whichever
+    panel asks first; the others wait for that result. Safe across threads, so
+    panels built at the same time on their own connections share them too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[str, Future[t.Any]] = {}
+
+    def get(self, key: str, compute: t.Callable[[], t.Any]) -> t.Any:
+        with self._lock:
+            future = self._futures.get(key)
+            owner = future is None
+            if future is None:
+                future = self._futures[key] = Future()
+        if owner:
+            try:
+                future.set_result(compute())
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+        return future.result()
+
+
 @dataclass
 class View:
-    """Everything a builder needs for one request."""
+    """Everything a builder needs for one request. ``conn`` is None while a panel is
+    presented from figures fetched elsewhere (see :class:`Panel`)."""
 
     conn: sa.Connection
     table: sa.Table
@@ -152,26 +179,25 @@ class View:
     page_size: int
     links: Links
     store: Store | None = None
-    _cache: dict[str, t.Any] = field(default_factory=dict)
+    shared: Shared = field(default_factory=Shared)
 
     def series(self) -> queries.Series:
         # The traffic and response-time charts share one query on the full page.
-        if "series" not in self._cache:
-            self._cache["series"] = figures.timeseries(self.conn, self.store, self.table, self.filters)
-        return t.cast(queries.Series, self._cache["series"])
+        return t.cast(queries.Series, self.shared.get(
+            "series", lambda: figures.timeseries(self.conn, self.store, self.table, self.filters)
+        ))
 
     def kpis(self) -> queries.Kpis:
         """The KPIs of the view's filters, read once per request."""
-        if "kpis" not in self._cache:
-            self._cache["kpis"] = figures.kpis(self.conn, self.store, self.table, self.filters)
-        return t.cast(queries.Kpis, self._cache["kpis"])
+        return t.cast(queries.Kpis, self.shared.get(
+            "kpis", lambda: figures.kpis(self.conn, self.store, self.table, self.filters)
+        ))
 
     @property
     def approximate(self) -> bool:
         """Whether percentiles and visitors come from rollup sketches."""
-        if "source" not in self._cache:
-            self._cache["source"] = figures.source(self.conn, self.store, self.filters)
-        return bool(self._cache["source"] == "rollups")
+        source = self.shared.get("source", lambda: figures.source(self.conn, self.store, self.filters))
+        return bool(source == "rollups")
 
     @property
     def routes(self) -> bool:
@@ -186,6 +212,20 @@ class View:
         if "is_bot" in self.table.c:
             return "distinct client addresses, bots left out"
         return "distinct client addresses"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What one panel shows, in two steps: ``fetch`` reads its figures on the view's
+    connection (no request context needed, so it can run on another thread) and
+    ``present`` turns them into template context (links, charts), touching no
+    connection."""
+
+    fetch: t.Callable[[View], t.Any]
+    present: t.Callable[[View, t.Any], dict[str, t.Any]]
+
+    def build(self, view: View) -> dict[str, t.Any]:
+        return self.present(view, self.fetch(view))
 
 
 # ---------------------------------------------------------------------------------
@@ -230,12 +270,23 @@ def _period_dates(filters: Filters, tz: tzinfo) -> str:
     return f"{_short_day(first)} {first.year} – {_short_day(last)} {last.year}"
 
 
-def build_kpis(view: View) -> dict[str, t.Any]:
-    current = view.kpis()
+@dataclass(frozen=True)
+class KpiFigures:
+    current: queries.Kpis
+    before: queries.Kpis
+    approximate: bool
+
+
+def fetch_kpis(view: View) -> KpiFigures:
+    before = figures.kpis(view.conn, view.store, view.table, view.filters.previous())
+    return KpiFigures(view.kpis(), before, view.approximate)
+
+
+def present_kpis(view: View, fetched: KpiFigures) -> dict[str, t.Any]:
+    current, before = fetched.current, fetched.before
     earlier = view.filters.previous()
-    before = figures.kpis(view.conn, view.store, view.table, earlier)
-    about = "≈ " if view.approximate else ""
-    within = " (within 1 %)" if view.approximate else ""
+    about = "≈ " if fetched.approximate else ""
+    within = " (within 1 %)" if fetched.approximate else ""
     period = _period_name(earlier)
     dates = _period_dates(earlier, view.tz)
     # Without a single request to compare with, every card says so in words rather
@@ -284,8 +335,11 @@ def build_kpis(view: View) -> dict[str, t.Any]:
 # Charts
 
 
-def build_traffic(view: View) -> dict[str, t.Any]:
-    series = view.series()
+def fetch_series(view: View) -> queries.Series:
+    return view.series()
+
+
+def present_traffic(view: View, series: queries.Series) -> dict[str, t.Any]:
     now = charts.utcnow()  # one instant for the chart and its caption
     return {
         "traffic_chart": charts.traffic_chart(series, view.tz, view.zone_name, now),
@@ -295,8 +349,7 @@ def build_traffic(view: View) -> dict[str, t.Any]:
     }
 
 
-def build_response_times(view: View) -> dict[str, t.Any]:
-    series = view.series()
+def present_response_times(view: View, series: queries.Series) -> dict[str, t.Any]:
     now = charts.utcnow()
     return {
         "response_chart": charts.response_time_chart(series, view.tz, view.zone_name, now),
@@ -316,8 +369,11 @@ class Ranked:
     external: str | None = None
 
 
-def build_status(view: View) -> dict[str, t.Any]:
-    classes = figures.status_classes(view.conn, view.store, view.table, view.filters)
+def fetch_status(view: View) -> list[tuple[str, int]]:
+    return figures.status_classes(view.conn, view.store, view.table, view.filters)
+
+
+def present_status(view: View, classes: list[tuple[str, int]]) -> dict[str, t.Any]:
     total = sum(hits for _, hits in classes)
     items = [
         Ranked(name, name, hits, view.links.drill(status=name)) for name, hits in classes
@@ -349,13 +405,21 @@ _GROUPED_NOTES = {
 }
 
 
-def build_top(view: View) -> dict[str, t.Any]:
-    blocks = []
-    for column, title in _TOPS:
-        grouped = grouping.key_for(column, view.filters) is not None
-        values = figures.top(
-            view.conn, view.store, view.table, view.filters, column, TOP_LIMIT, grouped=grouped
+def fetch_top(view: View) -> list[list[tuple[t.Any, int]]]:
+    """Each top list of ``_TOPS``, in order."""
+    return [
+        figures.top(
+            view.conn, view.store, view.table, view.filters, column, TOP_LIMIT,
+            grouped=grouping.key_for(column, view.filters) is not None,
         )
+        for column, _ in _TOPS
+    ]
+
+
+def present_top(view: View, lists: list[list[tuple[t.Any, int]]]) -> dict[str, t.Any]:
+    blocks = []
+    for (column, title), values in zip(_TOPS, lists):
+        grouped = grouping.key_for(column, view.filters) is not None
         other = _OtherLabel(f"(other {column}s)")
         values = [(other if v is OTHER else v, hits) for v, hits in values]
         # A referrer host (or a referrer without one) narrows the dashboard; the full
@@ -388,14 +452,18 @@ def build_top(view: View) -> dict[str, t.Any]:
 # Tables
 
 
-def build_paths(view: View) -> dict[str, t.Any]:
+def fetch_paths(view: View) -> dict[str, t.Any]:
     # Routes first where the table has them; a route's drill-down lists its paths.
     by = "route" if view.routes and view.filters.route is None and view.filters.path is None else "path"
     rows = figures.top_paths(view.conn, view.store, view.table, view.filters, TOP_PATHS_LIMIT, by)
     return {"path_rows": rows, "approximate": view.approximate, "paths_by": by}
 
 
-def build_requests(view: View) -> dict[str, t.Any]:
+def present_paths(view: View, fetched: dict[str, t.Any]) -> dict[str, t.Any]:
+    return fetched
+
+
+def fetch_requests(view: View) -> dict[str, t.Any]:
     page = queries.request_page(view.conn, view.table, view.filters, view.page_size)
     pruned = figures.pruned_before(view.conn, view.store, view.table, view.filters)
     total: int | None
@@ -406,16 +474,30 @@ def build_requests(view: View) -> dict[str, t.Any]:
     else:
         # The hits KPI counts exactly the rows the log lists (same filters).
         total = view.kpis().hits
+    return {"log": page, "pruned_before": pruned, "log_total": total}
+
+
+def present_requests(view: View, fetched: dict[str, t.Any]) -> dict[str, t.Any]:
+    page, total = fetched["log"], fetched["log_total"]
     last = max(1, -(-total // view.page_size)) if total is not None else None
     first_row = (page.page - 1) * view.page_size + 1
     return {
-        "log": page,
-        "pruned_before": pruned,
-        "log_total": total,
+        **fetched,
         "log_last_page": last,
         "log_first_row": first_row,
         "log_last_row": first_row + len(page.rows) - 1,
     }
+
+
+PANELS = {
+    "kpis": Panel(fetch_kpis, present_kpis),
+    "traffic": Panel(fetch_series, present_traffic),
+    "response_times": Panel(fetch_series, present_response_times),
+    "status": Panel(fetch_status, present_status),
+    "top": Panel(fetch_top, present_top),
+    "paths": Panel(fetch_paths, present_paths),
+    "requests": Panel(fetch_requests, present_requests),
+}
 
 
 class Formatter:

@@ -8,6 +8,7 @@ every view works without JavaScript and Back restores the previous filters.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import typing as t
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from flask import (
     Blueprint, Flask, Response, current_app, make_response, redirect, render_template, request,
 )
 
-from . import export, figures, live, models, panels, queries, security
+from . import export, figures, live, models, page, panels, queries, security
 from .buckets import to_local
 from .config import ConfigError
 from .extension import BLUEPRINT_NAME, StatisticsState, state_of
@@ -38,7 +39,10 @@ class Partial:
 
     name: str
     title: str
-    build: t.Callable[[panels.View], dict[str, t.Any]]
+    panel: panels.Panel
+
+    def build(self, view: panels.View) -> dict[str, t.Any]:
+        return self.panel.build(view)
 
     @property
     def template(self) -> str:
@@ -56,13 +60,13 @@ class Partial:
 PARTIALS = {
     p.name: p
     for p in (
-        Partial("kpis", "Key figures", panels.build_kpis),
-        Partial("traffic", "Traffic", panels.build_traffic),
-        Partial("response_times", "Response time", panels.build_response_times),
-        Partial("status", "Status classes", panels.build_status),
-        Partial("top", "Top values", panels.build_top),
-        Partial("paths", "Top paths", panels.build_paths),
-        Partial("requests", "Requests", panels.build_requests),
+        Partial("kpis", "Key figures", panels.PANELS["kpis"]),
+        Partial("traffic", "Traffic", panels.PANELS["traffic"]),
+        Partial("response_times", "Response time", panels.PANELS["response_times"]),
+        Partial("status", "Status classes", panels.PANELS["status"]),
+        Partial("top", "Top values", panels.PANELS["top"]),
+        Partial("paths", "Top paths", panels.PANELS["paths"]),
+        Partial("requests", "Requests", panels.PANELS["requests"]),
     )
 }
 
@@ -149,11 +153,16 @@ def index() -> Response:
         # htmx restoring history (Back): the page at once, each panel then reloading
         # itself in place, rather than every panel computed before the first byte.
         return _html("statistics/index.html", 200, lazy=True, **context)
-    with _connect() as conn:
-        view = _view(conn, filters, context["links"])
-        for item in PARTIALS.values():
-            context.update(item.build(view))
-    return _html("statistics/index.html", 200, lazy=False, **context)
+    # The page at once, each panel streamed in as soon as its figures are in; every
+    # panel's queries start together, each on its own connection.
+    # The view is made here, where the app's config can be read; threads get copies.
+    base = _view(None, filters, context["links"])
+    return page.stream(
+        _engine(),
+        [(p, p.panel) for p in PARTIALS.values()],
+        lambda conn, shared: dataclasses.replace(base, conn=conn, shared=shared),
+        context,
+    )
 
 
 def _partial_view(partial: Partial) -> t.Callable[[], Response]:
@@ -195,9 +204,13 @@ def _state() -> StatisticsState:
     return state_of(current_app)
 
 
-def _connect() -> t.Any:
+def _engine() -> t.Any:
     state = _state()
-    return state.db.engines[bind_key(state.table)].connect()
+    return state.db.engines[bind_key(state.table)]
+
+
+def _connect() -> t.Any:
+    return _engine().connect()
 
 
 def request_filters() -> tuple[Filters | None, FilterForm]:
