@@ -56,12 +56,14 @@ def stream(
     panels = dict((slot.name, (slot, panel)) for slot, panel in slots)
     fetches = _Fetches(engine, make_view, shared)
     threaded = not isinstance(engine.pool, _SINGLE_THREADED)
-    if threaded:
-        for name in pieces[1::2]:
-            fetches.start(name, panels[name][1])
 
     def generate() -> t.Iterator[str]:
         yield pieces[0]
+        # Started once the first part is on its way: seven threads starting at once
+        # would hold the GIL while the request thread still has the first part to send.
+        if threaded:
+            for name in pieces[1::2]:
+                fetches.start(name, panels[name][1])
         presenting = make_view(None, shared)
         for name, after in zip(pieces[1::2], pieces[2::2]):
             slot, panel = panels[name]

@@ -113,18 +113,25 @@ def test_a_client_that_leaves_mid_page_leaks_no_thread_or_connection(
     dashboard: t.Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = threading.Event()
-    original = views.PARTIALS["kpis"].panel.fetch
+    original = views.PARTIALS["requests"].panel.fetch
 
     def held(view: t.Any) -> t.Any:
         release.wait(PATIENCE)
         return original(view)
 
-    replace_fetch(monkeypatch, "kpis", held)
+    replace_fetch(monkeypatch, "requests", held)
     with dashboard.app_context():
         engine = views._engine()
     response = dashboard.test_client().get(URL, buffered=False)
-    next(iter(response.response))
-    response.close()  # the browser went away before the first panel
+    received = b""
+    for chunk in response.response:
+        received += chunk
+        if b'data-slot="requests"' in received:
+            break
+    # Every panel's fetch has started and the last one is still reading when the
+    # browser goes away.
+    assert b'id="panel-kpis"' in received and panel_threads()
+    response.close()
     release.set()
     deadline = time.monotonic() + PATIENCE
     while (panel_threads() or engine.pool.checkedout()) and time.monotonic() < deadline:
