@@ -2,7 +2,7 @@
 
     python benchmarks/dashboard.py [--rows 1000000] [--days 7] [--runs 5]
                                    [--only sqlite|postgresql|mariadb] [--raw]
-                                   [--range-days N]
+                                   [--range-days N] [--keep NAME] [--sqlite-file PATH]
 
 Seeds ``--rows`` synthetic requests spread over the last ``--days`` days, inserted in
 arrival order as a live table holds them, into a SQLite file, PostgreSQL
@@ -17,6 +17,12 @@ test client as htmx would for a partial, and prints the median time of ``--runs`
 runs (rendering and charts included). ``--range-days`` sets the range shown (default:
 the dashboard's default, the last 7 days); ``--days 3650 --range-days 3650`` shows
 ten years.
+
+``--keep NAME`` seeds a table of that name only if it is not there yet and leaves it
+(and its rollups) in place afterwards, so later runs skip the seeding; indexes of the
+default model that the kept table lacks are created. With SQLite it needs
+``--sqlite-file``, the database file to keep the table in. A kept table must have been
+seeded with the same ``--rows``, ``--days`` and ``--raw``; drop it to start afresh.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import statistics as stats
 import sys
 import tempfile
 import time
+import typing as t
 import uuid
 from pathlib import Path
 
@@ -63,10 +70,10 @@ FILTERED = {
 }
 
 
-def build(url: str) -> tuple[Flask, SQLAlchemy]:
+def build(url: str, table_name: str | None = None) -> tuple[Flask, SQLAlchemy]:
     app = Flask("bench_dashboard")
     app.config["SQLALCHEMY_DATABASE_URI"] = url
-    app.config["STATISTICS_TABLE_NAME"] = f"bench_{uuid.uuid4().hex[:8]}"
+    app.config["STATISTICS_TABLE_NAME"] = table_name or f"bench_{uuid.uuid4().hex[:8]}"
     db = SQLAlchemy(app)
     Statistics(app, db)
     return app, db
@@ -113,6 +120,29 @@ def time_first_byte(client, url: str, runs: int) -> float:
     return stats.median(times) * 1000
 
 
+def reuse(app: Flask, db: SQLAlchemy) -> int | None:
+    """The first index of a kept table that is already seeded, after creating the
+    model's indexes it lacks; None when there is no such table."""
+    state = app.extensions["statistics"]
+    with app.app_context():
+        engine = db.engine
+    if not sa.inspect(engine).has_table(state.table.name):
+        return None
+    for index in state.table.indexes:
+        start = time.perf_counter()
+        index.create(engine, checkfirst=True)
+        took = time.perf_counter() - start
+        if took > 0.5:
+            print(f"  created index {index.name} in {took:.1f} s")
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(state.table)).scalar()
+        first = conn.execute(sa.select(sa.func.min(state.table.c.index))).scalar()
+        if engine.dialect.name in ("mysql", "mariadb"):
+            conn.execute(sa.text(f"ANALYZE TABLE {state.table.name}"))
+    print(f"  reusing {count:,} rows of table {state.table.name}")
+    return None if first is None else int(first)
+
+
 def seed(app: Flask, db: SQLAlchemy, rows: int, days: int, raw: bool) -> int:
     state = app.extensions["statistics"]
     with app.app_context():
@@ -147,9 +177,9 @@ def seed(app: Flask, db: SQLAlchemy, rows: int, days: int, raw: bool) -> int:
 
 def run(
     name: str, url: str, rows: int, runs: int, days: int, range_days: int | None, raw: bool,
-    filtered: bool = True,
+    filtered: bool = True, keep: str | None = None, only_views: t.Sequence[str] = (),
 ) -> None:
-    app, db = build(url)
+    app, db = build(url, keep)
     state = app.extensions["statistics"]
     label = LABELS[name]
     try:
@@ -160,7 +190,8 @@ def run(
         return
     print(f"{label}:", flush=True)
     try:
-        first = seed(app, db, rows, days, raw)
+        found = reuse(app, db) if keep else None
+        first = found if found is not None else seed(app, db, rows, days, raw)
         query = ""
         if range_days is not None:
             today = dt.datetime.now(dt.timezone.utc).date()
@@ -171,15 +202,17 @@ def run(
             (f" [{label_}]", "&".join(p for p in (query, extra) if p))
             for label_, extra in (FILTERED.items() if filtered else ())
         ]
+        if only_views:
+            views = [v for v in views if (v[0].strip(" []") or "unfiltered") in only_views]
         for suffix, view_query in views:
             for endpoint, path in endpoints(app, first, view_query):
                 if suffix and endpoint in ("statistics.index", "statistics.detail", "statistics.requests"):
                     continue
                 partial = endpoint not in ("statistics.index", "statistics.detail")
-                first, status = time_url(client, path, partial, 1)  # warm up
+                warm, status = time_url(client, path, partial, 1)  # warm up
                 name = endpoint.removeprefix("statistics.") + suffix
-                if first > SLOW_MS:  # one run is enough to see it misses
-                    results.append((name + " (1 run)", first, status))
+                if warm > SLOW_MS:  # one run is enough to see it misses
+                    results.append((name + " (1 run)", warm, status))
                     continue
                 ms, status = time_url(client, path, partial, runs)
                 results.append((name, ms, status))
@@ -189,16 +222,18 @@ def run(
             flag = "" if status == 200 else f"  (HTTP {status})"
             print(f"  {endpoint:<{width}}  {ms:8.1f} ms{flag}")
         partials = [ms for n, ms, _ in results if n.split(" ")[0] not in ("index", "detail")]
-        index_url = next(path for endpoint, path in endpoints(app, first, query) if endpoint == "statistics.index")
-        print(f"  slowest partial {max(partials):.1f} ms; full page "
-              f"{next(ms for n, ms, _ in results if n == 'index'):.1f} ms, "
-              f"its first bytes after {time_first_byte(client, index_url, runs):.1f} ms")
+        page = [ms for n, ms, _ in results if n == "index"]
+        index_url = next((path for endpoint, path in endpoints(app, first, query) if endpoint == "statistics.index"), None)
+        print(f"  slowest partial {max(partials):.1f} ms"
+              + (f"; full page {page[0]:.1f} ms" if page else "")
+              + (f", its first bytes after {time_first_byte(client, index_url, runs):.1f} ms" if page and index_url else ""))
     finally:
         state.writer.stop()
         with app.app_context():
-            state.rollups.rollup.drop(db.engine, checkfirst=True)
-            state.rollups.state.drop(db.engine, checkfirst=True)
-            state.table.drop(db.engine)
+            if not keep:
+                state.rollups.rollup.drop(db.engine, checkfirst=True)
+                state.rollups.state.drop(db.engine, checkfirst=True)
+                state.table.drop(db.engine)
             db.engine.dispose()
 
 
@@ -211,19 +246,28 @@ def main() -> None:
     parser.add_argument("--range-days", type=int, default=None, help="the date range shown, in days")
     parser.add_argument("--raw", action="store_true", help="no rollups: every figure from raw rows")
     parser.add_argument("--no-filters", action="store_true", help="only the unfiltered view")
+    parser.add_argument("--keep", metavar="NAME", help="seed table NAME once and keep it")
+    parser.add_argument("--sqlite-file", metavar="PATH", help="the SQLite file for --keep")
+    parser.add_argument("--view", action="append", default=[], choices=("unfiltered", *FILTERED),
+                        help="time only this view (repeatable; default: all)")
     args = parser.parse_args()
+    if args.keep and args.only in (None, "sqlite") and not args.sqlite_file:
+        parser.error("--keep with SQLite needs --sqlite-file (or --only another database)")
     print(f"Median of {args.runs} runs per endpoint, {args.rows:,} rows over {args.days} days"
           f"{' (raw rows only)' if args.raw else ''}\n")
     for name in LABELS:
         if args.only not in (None, name):
             continue
-        if name == "sqlite":
+        if name == "sqlite" and args.sqlite_file:
+            run(name, f"sqlite:///{Path(args.sqlite_file).resolve()}", args.rows, args.runs,
+                args.days, args.range_days, args.raw, not args.no_filters, args.keep, args.view)
+        elif name == "sqlite":
             with tempfile.TemporaryDirectory() as directory:
                 run(name, f"sqlite:///{directory}/dashboard.db", args.rows, args.runs, args.days,
                     args.range_days, args.raw, not args.no_filters)
         else:
             run(name, SERVERS[name], args.rows, args.runs, args.days, args.range_days, args.raw,
-                not args.no_filters)
+                not args.no_filters, args.keep, args.view)
         print()
 
 

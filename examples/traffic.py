@@ -71,19 +71,26 @@ def _weighted(rng: random.Random, items: list[tuple[int, t.Any]]) -> t.Any:
 def generate(
     days: float = 7, per_day: int = 2000, *, end: datetime | None = None, seed: int = 7
 ) -> t.Iterator[dict[str, t.Any]]:
-    """Yield rows (keyed by column name) for ``days`` days up to ``end`` (naive UTC)."""
+    """Yield rows (keyed by column name) for ``days`` days up to ``end`` (naive UTC),
+    oldest first, as a live table receives them."""
     rng = random.Random(seed)
     end = end or datetime.now(timezone.utc).replace(tzinfo=None)
     start = end - timedelta(days=days)
     total = int(days * per_day)
     clients = CLIENTS
-    for _ in range(total):
+    span = (end - start).total_seconds()
+    # The moments first, as offsets in seconds (small to hold for 10M rows), sorted.
+    offsets: list[float] = []
+    while len(offsets) < total:
         # A daily rhythm: busier in the (UTC) afternoon.
-        while True:
-            when = start + timedelta(seconds=rng.random() * (end - start).total_seconds())
-            hour = when.hour + when.minute / 60
-            if rng.random() < 0.35 + 0.65 * math.sin(math.pi * max(0.0, hour - 5) / 19) ** 2:
-                break
+        offset = rng.random() * span
+        when = start + timedelta(seconds=offset)
+        hour = when.hour + when.minute / 60
+        if rng.random() < 0.35 + 0.65 * math.sin(math.pi * max(0.0, hour - 5) / 19) ** 2:
+            offsets.append(offset)
+    offsets.sort()
+    for offset in offsets:
+        when = start + timedelta(seconds=offset)
         method, route, median, mimetype = _weighted(rng, ENDPOINTS)
         path = route.replace("{n}", str(rng.randint(1, 120)))
         user_agent = _weighted(rng, USER_AGENTS)

@@ -96,11 +96,15 @@ def int_div(dialect: Dialect, dividend: ColumnElement[t.Any], divisor: t.Any) ->
 
 
 def unindexed(dialect: Dialect, column: ColumnElement[t.Any]) -> ColumnElement[t.Any]:
-    """``column`` unchanged, except that SQLite will not use an index to look it up."""
+    """``column`` unchanged, except that SQLite (any column) and MySQL/MariaDB (a date
+    column) will not use an index to look it up."""
     if dialect.name == "sqlite":
         # A unary + is SQLite's documented way to keep a term away from the planner's
         # indexes; the value and its comparisons are unchanged.
         return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+    if _is_mysql(dialect) and isinstance(column.type, sa.DateTime):
+        # Adding nothing makes it an expression, which no index holds.
+        return column.op("+", return_type=column.type)(sa.literal_column("INTERVAL 0 SECOND"))
     return column
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 import typing as t
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
@@ -755,3 +756,95 @@ def test_random_rows_and_filters(store: Store, examples: int) -> None:
         assert queries.top_paths(store.conn, store.table, f, 50) == ref_top_paths(stored, f, 50)
 
     check()
+
+
+# ---------------------------------------------------------------------------------
+# Plans: how the raw rows are read
+
+
+def sqlite_plans(store: Store, figure: t.Callable[[], t.Any]) -> list[str]:
+    """The query plan of every statement ``figure`` issues, one line per step."""
+    issued: list[tuple[str, t.Any]] = []
+
+    def record(conn: t.Any, cursor: t.Any, statement: str, parameters: t.Any, *args: t.Any) -> None:
+        issued.append((statement, parameters))
+
+    sa.event.listen(store.conn, "before_cursor_execute", record)
+    try:
+        figure()
+    finally:
+        sa.event.remove(store.conn, "before_cursor_execute", record)
+    plans = []
+    for statement, parameters in issued:
+        rows = store.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        plan = "\n".join(row[3] for row in rows)
+        if not plan.startswith("SCAN CONSTANT ROW"):  # the first and last date: two lookups
+            plans.append(plan)
+    return plans
+
+
+#: Query plans without statistics are SQLite's: these tests run on it alone.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@pytest.fixture
+def indexed(make_app: t.Any, backend: str) -> t.Iterator[Store]:
+    """A table of the default model, with an index on browser as a user might add."""
+    for found in open_store(make_app, backend, "default"):
+        sa.Index(f"ix_{found.table.name}_browser", found.table.c.browser).create(found.conn)
+        found.conn.commit()
+        yield found
+
+
+@sqlite_only
+def test_sqlite_reads_a_window_of_most_rows_straight_through(indexed: Store) -> None:
+    # Ten days of rows; one lookup per row through the date index costs many times a
+    # plain read of the table once the window holds a good share of them.
+    rng = random.Random(12)
+    first = WEEK.since - 2 * DAY
+    rows = indexed.insert([make_row(rng, first + k * 17 * MICRO * 10**6) for k in range(500)]
+                          + [make_row(rng, first + 10 * DAY - MICRO)])
+    figures_of = {
+        "kpis": lambda f: queries.kpis(indexed.conn, indexed.table, f),
+        "timeseries": lambda f: queries.timeseries(indexed.conn, indexed.table, f),
+        "status": lambda f: queries.status_classes(indexed.conn, indexed.table, f),
+        "top": lambda f: queries.top(indexed.conn, indexed.table, f, "platform"),
+        "paths": lambda f: queries.top_paths(indexed.conn, indexed.table, f),
+    }
+    lookups = re.compile(r"USING INDEX ix_\w+_date\b")  # a covering index reads no rows
+    for name, figure in figures_of.items():
+        plans = sqlite_plans(indexed, lambda: figure(WEEK))
+        assert not any(lookups.search(plan) for plan in plans), (name, plans)
+    # A day of the ten is still found through the date index.
+    day = Filters.between(date(2024, 3, 5), date(2024, 3, 5))
+    assert any("USING INDEX ix_" in plan and "_date" in plan
+               for plan in sqlite_plans(indexed, lambda: queries.kpis(indexed.conn, indexed.table, day)))
+    assert queries.kpis(indexed.conn, indexed.table, WEEK).hits == sum(
+        1 for r in rows if WEEK.since <= r["date"] < WEEK.until)
+
+
+@sqlite_only
+def test_a_top_list_is_not_grouped_through_the_columns_index(indexed: Store) -> None:
+    # Grouping through an index on the column reads every row of the table in that
+    # index's order, one lookup each, to save sorting a handful of values.
+    rng = random.Random(13)
+    rows = indexed.insert([make_row(rng, WEEK.since + k * HOUR) for k in range(100)])
+    for grouped in (False, True):
+        plans = sqlite_plans(
+            indexed, lambda: queries.top(indexed.conn, indexed.table, WEEK, "browser", grouped=grouped)
+        )
+        assert not any("_browser" in plan for plan in plans), plans
+    got = queries.top(indexed.conn, indexed.table, WEEK, "browser", 2)
+    want = Counter(r["browser"] for r in rows)
+    assert got == sorted(want.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))[:2]
+
+
+@sqlite_only
+def test_a_browser_with_a_version_is_one_equality_the_index_answers(indexed: Store) -> None:
+    rng = random.Random(14)
+    rows = indexed.insert([make_row(rng, WEEK.since + k * HOUR) for k in range(100)])
+    firefox = week(browser="Firefox 72.0")
+    plans = sqlite_plans(indexed, lambda: queries.kpis(indexed.conn, indexed.table, firefox))
+    assert all(f"USING INDEX ix_{indexed.table.name}_browser (browser=?)" in plan for plan in plans), plans
+    assert queries.kpis(indexed.conn, indexed.table, firefox).hits == sum(
+        1 for r in rows if r["browser"] == "Firefox 72.0")
