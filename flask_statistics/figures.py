@@ -86,6 +86,14 @@ def kpis(conn: sa.Connection, store: Store | None, table: sa.Table, filters: Fil
     return read.kpis(conn, found)
 
 
+def hits(conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters) -> int:
+    """The requests of the window: the hits KPI alone, without its sketches."""
+    found = _plan(conn, store, filters)
+    if found is None:
+        return queries.hits(conn, table, filters)
+    return read.hits(conn, found)
+
+
 def timeseries(conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters) -> queries.Series:
     found = _plan(conn, store, filters)
     if found is None:

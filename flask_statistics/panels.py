@@ -472,8 +472,9 @@ def fetch_requests(view: View) -> dict[str, t.Any]:
     elif pruned is not None:
         total = None  # the hits count rows the log no longer has
     else:
-        # The hits KPI counts exactly the rows the log lists (same filters).
-        total = view.kpis().hits
+        # The hits KPI counts exactly the rows the log lists (same filters); the
+        # count alone, without the KPIs' sketches.
+        total = figures.hits(view.conn, view.store, view.table, view.filters)
     return {"log": page, "pruned_before": pruned, "log_total": total}
 
 

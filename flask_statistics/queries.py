@@ -277,6 +277,12 @@ def _float(value: t.Any) -> float | None:
     return None if value is None else float(value)
 
 
+def hits(conn: sa.Connection, table: sa.Table, filters: Filters) -> int:
+    """The rows of the window: what the request log pages through."""
+    query = sa.select(sa.func.count()).select_from(table).where(*_where_all(conn, table, filters))
+    return int(conn.execute(query).scalar() or 0)
+
+
 def kpis(conn: sa.Connection, table: sa.Table, filters: Filters) -> Kpis:
     """Hits, distinct visitors, response-time average and percentiles, error rates and
     bytes sent in the window."""

@@ -188,6 +188,11 @@ def _classes(found: Plan) -> ColumnElement[t.Any]:
     )
 
 
+def hits(conn: sa.Connection, found: Plan) -> int:
+    r = found.store.rollup.c
+    return int(conn.execute(sa.select(sa.func.sum(r.hits)).where(*found.where())).scalar() or 0)
+
+
 def kpis(conn: sa.Connection, found: Plan) -> queries.Kpis:
     r = found.store.rollup.c
     rows = conn.execute(
