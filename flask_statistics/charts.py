@@ -49,9 +49,15 @@ AXIS_LABEL_LIMIT = 24
 _LEGEND_MARGIN_BOTTOM = 28
 
 _FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
-_PALETTE = ("#3b82f6", "#14b8a6", "#f59e0b", "#a855f7", "#ef4444", "#64748b")
+# Series colours, for the light and the dark panel background (dashboard.css
+# --surface). Each reaches 3:1 against its background (WCAG 1.4.11, graphical
+# objects) even where pygal draws a series translucent (stroke-opacity .8), so light
+# mode takes darker shades and dark mode lighter ones of the same hues.
+_PALETTE = ("#2563eb", "#0f766e", "#b45309", "#9333ea", "#dc2626", "#64748b")
+_PALETTE_DARK = ("#60a5fa", "#2dd4bf", "#fbbf24", "#c084fc", "#f87171", "#94a3b8")
 #: 1xx, 2xx, 3xx, 4xx, 5xx: series index = class - 1, so colours follow the class.
-_STATUS_PALETTE = ("#94a3b8", "#22c55e", "#3b82f6", "#f59e0b", "#ef4444")
+_STATUS_PALETTE = ("#64748b", "#15803d", "#2563eb", "#b45309", "#dc2626")
+_STATUS_PALETTE_DARK = ("#94a3b8", "#4ade80", "#60a5fa", "#fbbf24", "#f87171")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
@@ -120,6 +126,7 @@ class Theme:
 
     name: str
     colors: tuple[str, ...]
+    dark_colors: tuple[str, ...]
     tooltip_light: str = "#ffffff"
     tooltip_dark: str = "#0f172a"
 
@@ -134,15 +141,19 @@ class Theme:
 
     @cached_property
     def dark(self) -> Style:
-        return _style(self.colors, dark=True)
+        return _style(self.dark_colors, dark=True)
 
 
 THEMES = {
-    "default": Theme("default", _PALETTE),
-    "status": Theme("status", _STATUS_PALETTE),
+    "default": Theme("default", _PALETTE, _PALETTE_DARK),
+    "status": Theme("status", _STATUS_PALETTE, _STATUS_PALETTE_DARK),
     # Time charts draw each metric as a pair of series, whole and partial buckets,
     # in one colour.
-    "time": Theme("time", tuple(c for c in _PALETTE[:2] for _ in (0, 1))),
+    "time": Theme(
+        "time",
+        tuple(c for c in _PALETTE[:2] for _ in (0, 1)),
+        tuple(c for c in _PALETTE_DARK[:2] for _ in (0, 1)),
+    ),
 }
 
 

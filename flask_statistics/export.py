@@ -27,7 +27,7 @@ from flask import Response, current_app, render_template, request, stream_with_c
 from .filters import Filters
 from .forms import FilterForm
 from .models import bind_key
-from .queries import _columns, _where
+from .queries import filter_conditions, row_columns
 
 if t.TYPE_CHECKING:
     from flask import Blueprint
@@ -53,15 +53,19 @@ def export_query(conn: sa.Connection, table: sa.Table, filters: Filters) -> sa.S
     The request log's sort and page do not apply: an export is every matching row.
     """
     return (
-        sa.select(*_columns(conn, table))
-        .where(*_where(conn.dialect, table, filters))
+        sa.select(*row_columns(conn, table))
+        .where(*filter_conditions(conn.dialect, table, filters))
         .order_by(table.c.date.asc(), table.c["index"].asc())
     )
 
 
 def count_rows(conn: sa.Connection, table: sa.Table, filters: Filters) -> int:
     """How many rows an export of ``filters`` holds."""
-    query = sa.select(sa.func.count()).select_from(table).where(*_where(conn.dialect, table, filters))
+    query = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(*filter_conditions(conn.dialect, table, filters))
+    )
     return int(conn.execute(query).scalar_one())
 
 

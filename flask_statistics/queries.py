@@ -113,9 +113,14 @@ class Page:
 _TEXT_MATCHES = {"browser": browser_condition, "referrer": referrer_condition}
 
 
-def _where(
+def filter_conditions(
     dialect: Dialect, table: sa.Table, filters: Filters, date: ColumnElement[t.Any] | None = None
 ) -> list[ColumnElement[bool]]:
+    """The WHERE conditions that select the rows ``filters`` match.
+
+    ``date``, when given, stands in for the table's date column: for example the
+    column wrapped so that the database does not read the window through its index.
+    """
     c = table.c
     date = c.date if date is None else date
     conditions = [date >= filters.since, date < filters.until]
@@ -171,7 +176,7 @@ def _where_all(
         ).one()
         if first is not None and _spans_most(first, last, filters):
             date = unindexed(conn.dialect, date)
-    return _where(conn.dialect, table, filters, date)
+    return filter_conditions(conn.dialect, table, filters, date)
 
 
 def _spans_most(first: datetime, last: datetime, filters: Filters) -> bool:
@@ -515,9 +520,12 @@ def _path_p95(
     return [found[i]["p95"] if i in found else None for i in range(len(shown))]
 
 
-def _columns(conn: sa.Connection, table: sa.Table) -> list[ColumnElement[t.Any]]:
-    # Only the optional columns the database table has: one created by an earlier
-    # default model lacks the newer ones.
+def row_columns(conn: sa.Connection, table: sa.Table) -> list[ColumnElement[t.Any]]:
+    """The columns of ``table`` that the database table has, to select whole rows.
+
+    A table created by an earlier default model lacks the newer optional columns.
+    ``response_time`` is read as a double on every backend.
+    """
     present = present_columns(conn.engine, table)
     return [
         as_double(conn.dialect, column).label(column.name)
@@ -544,8 +552,8 @@ def request_page(
     order = [] if filters.sort == "date" else [column.is_(None)]  # date is never NULL here
     order += [direction(column), direction(table.c["index"])]
     query = (
-        sa.select(*_columns(conn, table))
-        .where(*_where(d, table, filters))
+        sa.select(*row_columns(conn, table))
+        .where(*filter_conditions(d, table, filters))
         .order_by(*order)
         .limit(page_size + 1)
         .offset((filters.page - 1) * page_size)
@@ -563,5 +571,5 @@ def request_page(
 def request_detail(conn: sa.Connection, table: sa.Table, index: int) -> RowMapping | None:
     """Every column of the request ``index`` that the database table has, or None if
     there is no such row."""
-    query = sa.select(*_columns(conn, table)).where(table.c["index"] == index)
+    query = sa.select(*row_columns(conn, table)).where(table.c["index"] == index)
     return conn.execute(query).mappings().first()

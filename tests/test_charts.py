@@ -4,6 +4,7 @@ faithful to the data (every bucket, in time order)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import typing as t
 from dataclasses import dataclass
@@ -417,6 +418,62 @@ def test_series_name_in_a_tooltip_is_readable(theme: charts.Theme, dark: bool) -
         rf"\.{theme.css_class} \.tooltip \.legend\{{[^}}]*fill:\s*([^;}}]+)", dark_css if dark else light_css
     )
     assert fills and fills[-1].strip() == style.foreground != style.foreground_subtle
+
+
+def _panel_backgrounds() -> tuple[str, str]:
+    # Charts are transparent on the panel: --surface, light, then in the dark block.
+    css = (charts.STYLESHEET.parent / "dashboard.css").read_text(encoding="utf-8")
+    light, dark = re.findall(r"--surface:\s*(#[0-9a-fA-F]{6})", css)[:2]
+    return light, dark
+
+
+def _rgb(color: str) -> tuple[float, float, float]:
+    return tuple(int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def _luminance(rgb: tuple[float, ...]) -> float:
+    """WCAG 2 relative luminance."""
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    darker, lighter = sorted((_luminance(a), _luminance(b)))
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def _lab(rgb: tuple[float, ...]) -> tuple[float, float, float]:
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb)
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+    fx, fy, fz = (v ** (1 / 3) if v > 216 / 24389 else (24389 / 27 * v + 16) / 116 for v in (x, y, z))
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+@pytest.mark.parametrize("theme", list(charts.THEMES.values()), ids=list(charts.THEMES))
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_series_colours_stand_out_from_the_background(theme: charts.Theme, dark: bool) -> None:
+    # WCAG 1.4.11: graphical objects need 3:1 against what is next to them, here the
+    # panel. pygal draws series translucent, so the colour on screen is the series
+    # colour at that opacity over the background.
+    background = _rgb(_panel_backgrounds()[dark])
+    style = theme.dark if dark else theme.light
+    alpha = min(float(style.opacity), float(style.stroke_opacity))
+    low = {}
+    for color in style.colors:
+        shown = tuple(alpha * c + (1 - alpha) * b for c, b in zip(_rgb(color), background))
+        ratio = _contrast(shown, background)
+        if ratio < 3:
+            low[color] = round(ratio, 2)
+    assert not low, f"below 3:1 against {_panel_backgrounds()[dark]}: {low}"
+    # And the series of one chart are told apart (CIELAB distance; about 2 is just
+    # noticeable). The time theme repeats each colour on purpose (whole and partial).
+    distinct = list(dict.fromkeys(style.colors))
+    for i, a in enumerate(distinct):
+        for b in distinct[i + 1 :]:
+            distance = math.dist(_lab(_rgb(a)), _lab(_rgb(b)))
+            assert distance >= 25, f"{a} and {b} are hard to tell apart ({distance:.0f})"
 
 
 def test_a_chart_of_the_same_data_is_rendered_once(monkeypatch):

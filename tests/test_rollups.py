@@ -4,8 +4,10 @@ visitors within 2 % (exact while small), whatever filter the rollups serve."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+import time
 import typing as t
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,8 @@ import sqlalchemy as sa
 
 from flask_statistics import figures, queries
 from flask_statistics.filters import Filters
-from flask_statistics.rollups import read
+from flask_statistics.rollups import compact, read
+from flask_statistics.rollups.compact import Compaction
 from flask_statistics.rollups.rebuild import Backfill, days_with_rows, rebuild_day
 from flask_statistics.rollups.store import PATH_CAP, Store
 from flask_statistics.rollups.tables import PATH, QUARTER
@@ -217,6 +220,50 @@ def test_backfill_counts_rows_that_were_there_before_the_rollups(tables: Tables)
         state = tables.store.read_state(conn)
     assert state is not None and state.backfill_before is None
     assert_same(tables, Filters.between(WEEK.start_day, WEEK.end_day, tz="Europe/Berlin"))
+
+
+@pytest.mark.parametrize("task_class", [Backfill, Compaction])
+def test_a_failing_rollup_task_logs_each_kind_of_failure_once(
+    task_class: t.Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # While the database is down every try fails the same way: one error in the log,
+    # another only when the reason changes or after a run that worked.
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    outcomes: list[Exception | None] = [
+        sa.exc.OperationalError("SELECT 1", {}, Exception("database is locked")),
+        sa.exc.OperationalError("SELECT 1", {}, Exception("database is locked")),
+        None,
+        sa.exc.OperationalError("SELECT 1", {}, Exception("database is locked")),
+        sa.exc.OperationalError("SELECT 1", {}, Exception("disk I/O error")),
+    ]
+    runs: list[float] = []
+
+    def work(*args: t.Any) -> bool:
+        runs.append(clock[0])
+        failure = outcomes.pop(0)
+        if failure is not None:
+            raise failure
+        return False
+
+    monkeypatch.setattr(compact, "close_days", work)
+    monkeypatch.setattr(Backfill, "_step", work)
+    store = Store(sa.Table("requests", sa.MetaData(), sa.Column("index", sa.Integer, primary_key=True)))
+    monkeypatch.setattr(store, "present", lambda engine: True)
+    task = task_class(store, "UTC")
+    engine = sa.create_engine("sqlite://")
+    with caplog.at_level(logging.ERROR, logger="flask_statistics"):
+        task(engine)
+        task(engine)  # not due yet: no second try at once
+        for _ in range(4):
+            clock[0] += 3600
+            task(engine)
+    assert runs == [1000.0, 4600.0, 8200.0, 11800.0, 15400.0]
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(logged) == 3, logged
+    assert ["database is locked" in m for m in logged] == [True, True, False]
+    assert "disk I/O error" in logged[2]
+    assert all(m.startswith("flask-statistics could not ") for m in logged)
 
 
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu"])

@@ -11,22 +11,18 @@ both tiers, as for any closed day). The dashboard reads day rows before
 
 from __future__ import annotations
 
-import logging
-import time
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from .. import faults
 from ..filters import zone
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
+from .maintenance import MaintenanceTask
 from .rebuild import day_start, next_day
 from .store import Store, _naive
 from .tables import DAY, GRAINS, QUARTER
-
-logger = logging.getLogger("flask_statistics")
 
 #: Seconds between two looks at the state row, and before another try after a
 #: failure. A day not yet merged is still counted, from its 15-minute rows.
@@ -111,31 +107,17 @@ def _merged_day(conn: sa.Connection, store: Store, start: datetime, end: datetim
     return out
 
 
-class Compaction:
+class Compaction(MaintenanceTask):
     """A writer maintenance task: :func:`close_days`, at most once a minute."""
 
     __name__ = "rollup compaction"
+    retry_after = CHECK_EVERY
+    doing = "merge the day rollups"
 
     def __init__(self, store: Store, zone_name: str) -> None:
-        self.store = store
+        super().__init__(store)
         self.zone_name = zone_name
-        self._next = 0.0
-        self._failure: str | None = None
 
-    def __call__(self, engine: sa.Engine) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + CHECK_EVERY
-        if not self.store.present(engine):
-            return
-        try:
+    def run(self, engine: sa.Engine) -> None:
+        if self.store.present(engine):
             close_days(engine, self.store, self.zone_name)
-        except Exception as exc:
-            reason = faults.describe(exc, self.store.table)
-            if reason != self._failure:
-                self._failure = reason
-                logger.error("flask-statistics could not merge the day rollups: %s", reason)
-            return
-        self._failure = None
-

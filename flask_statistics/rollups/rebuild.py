@@ -9,17 +9,16 @@ there before, and a writer's batch lands wholly before or after.
 from __future__ import annotations
 
 import logging
-import time
 import typing as t
 from datetime import datetime, timedelta, timezone, tzinfo
 
 import sqlalchemy as sa
 
-from .. import faults
 from ..buckets import to_local
 from ..dialects import as_double
 from ..filters import local_midnight_utc, zone
 from .aggregate import DayOf, Fact, Totals
+from .maintenance import MaintenanceTask
 from .store import Store, _naive
 
 logger = logging.getLogger("flask_statistics")
@@ -129,38 +128,24 @@ def days_with_rows(
             lower = next_day(start, tz)
 
 
-class Backfill:
+class Backfill(MaintenanceTask):
     """A writer maintenance task: rebuilds, newest first, one day with rows per run,
     the days before the state row's ``backfill_before``, then clears it."""
 
     __name__ = "rollup backfill"
+    retry_after = RETRY_AFTER
+    doing = "backfill the rollups"
 
     def __init__(self, store: Store, zone_name: str, present: t.Callable[[sa.Engine], t.Collection[str] | None] = lambda e: None) -> None:
-        self.store = store
+        super().__init__(store)
         self.zone_name = zone_name
         self.tz = zone(zone_name)
         self._present = present
         self.remaining: datetime | None = None  # rows before this still wait
         self.oldest: datetime | None = None
-        self._next = 0.0
-        self._failure: str | None = None
 
-    def __call__(self, engine: sa.Engine) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + RETRY_AFTER
-        try:
-            busy = self._step(engine)
-        except Exception as exc:
-            # Once per kind of failure: an outage is the writer's to report.
-            reason = faults.describe(exc, self.store.table)
-            if reason != self._failure:
-                self._failure = reason
-                logger.error("flask-statistics could not backfill the rollups: %s", reason)
-            return
-        self._failure = None
-        self._next = time.monotonic() + (0 if busy else CHECK_EVERY)
+    def run(self, engine: sa.Engine) -> float:
+        return 0.0 if self._step(engine) else CHECK_EVERY
 
     def _step(self, engine: sa.Engine) -> bool:
         """One step; True when there is more to do."""
