@@ -76,13 +76,13 @@ def stream(
 
 
 def _present(slot: Slot, panel: Panel, view: View, fetched: Future[t.Any], context: dict[str, t.Any]) -> str:
+    # The response has begun: a failure can only be shown in the panel's place.
     try:
-        figures = fetched.result()
+        return render_template(slot.template, **context, **panel.present(view, fetched.result()))
     except Exception:
         logger.exception("statistics dashboard: the %s panel could not be loaded", slot.name)
         failed = get_template_attribute("statistics/_macros.html", "failed_panel")
         return str(failed(context["partials"][slot.name]))
-    return render_template(slot.template, **context, **panel.present(view, figures))
 
 
 class _Fetches:
