@@ -47,6 +47,7 @@ from array import array
 from fractions import Fraction
 from hashlib import blake2b
 from itertools import accumulate, compress
+from operator import sub
 
 __all__ = [
     "ALPHA",
@@ -236,10 +237,9 @@ class Histogram:
         """The histogram as bytes for :meth:`from_bytes`; equal histograms give equal
         bytes."""
         keys = sorted(self._bins)
-        bins = self._bins
         first = keys[0] if keys else 0
-        step_width, steps = _packed([b - a for a, b in zip(keys, keys[1:])])
-        count_width, counts = _packed([bins[key] for key in keys])
+        step_width, steps = _packed(list(map(sub, keys[1:], keys)))
+        count_width, counts = _packed(list(map(self._bins.__getitem__, keys)))
         header = _HISTOGRAM_HEADER.pack(
             _HISTOGRAM_VERSION, step_width, count_width, first, len(keys), self._zeros
         )
