@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import typing as t
+from itertools import chain
 
 import sqlalchemy as sa
 
@@ -72,7 +73,7 @@ class ValuesInsert:
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             statement = self._full if len(chunk) == step else self._statement(len(chunk))
-            conn.exec_driver_sql(statement, tuple(v for row in chunk for v in row))
+            conn.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
 
 
 def values_insert(statement: str, columns: int, dialect: t.Any) -> ValuesInsert | None:
@@ -107,7 +108,7 @@ class ValuesUpdate:
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             statement = self._head + ", ".join([self._group] * len(chunk)) + self._tail
-            conn.exec_driver_sql(statement, tuple(v for row in chunk for v in row))
+            conn.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
 
 
 class ArraysUpdate:
