@@ -1,5 +1,6 @@
-"""Bulk inserts: PostgreSQL's COPY (psycopg 3), which takes rows about seven times as
-fast as executemany, and SQLite's multi-row VALUES; other drivers keep executemany.
+"""Bulk writes: PostgreSQL's COPY (psycopg 3), which takes rows about seven times as
+fast as executemany, and SQLite's multi-row VALUES; updates of many rows in one
+statement on both; other drivers keep executemany.
 
 SQLite's ``executemany`` releases the GIL around every row it steps, so under load
 the writer thread gave up the GIL and waited to get it back once per row: each row
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import typing as t
+from itertools import chain
 
 import sqlalchemy as sa
 
@@ -71,7 +73,7 @@ class ValuesInsert:
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             statement = self._full if len(chunk) == step else self._statement(len(chunk))
-            conn.exec_driver_sql(statement, tuple(v for row in chunk for v in row))
+            conn.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
 
 
 def values_insert(statement: str, columns: int, dialect: t.Any) -> ValuesInsert | None:
@@ -84,3 +86,83 @@ def values_insert(statement: str, columns: int, dialect: t.Any) -> ValuesInsert 
 def _sqlite_variables() -> int:
     # The most parameters one statement may carry in the SQLite Python links against.
     return 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+
+
+#: Rows per set-based UPDATE: few statements, parameters well within the limits.
+UPDATE_ROWS_PER_STATEMENT = 500
+
+
+class ValuesUpdate:
+    """``UPDATE table SET … FROM (VALUES …)``: many rows, each found by its key, in one
+    statement, where executemany runs one UPDATE per row (one round trip or GIL
+    switch each, and the database plans each one)."""
+
+    def __init__(self, head: str, group: str, tail: str, columns: int) -> None:
+        self._head = head
+        self._group = group
+        self._tail = tail
+        self._per_statement = max(1, min(UPDATE_ROWS_PER_STATEMENT, _parameter_limit() // columns))
+
+    def update(self, conn: sa.Connection, rows: t.Sequence[t.Sequence[t.Any]]) -> None:
+        step = self._per_statement
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            statement = self._head + ", ".join([self._group] * len(chunk)) + self._tail
+            conn.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
+
+
+class ArraysUpdate:
+    """``UPDATE table SET … FROM unnest(arrays)`` on PostgreSQL: one short statement
+    that the driver prepares once, with one array of values per column."""
+
+    def __init__(
+        self, table: sa.Table, key: sa.Column[t.Any], columns: t.Sequence[sa.Column[t.Any]], dialect: t.Any
+    ) -> None:
+        quote = dialect.identifier_preparer
+        types = dialect.type_compiler_instance
+        name = quote.format_table(table)
+        names = [f"v{i}" for i in range(len(columns) + 1)]
+        # Each array is cast to its column's type, whatever type the driver gives a
+        # list (of NULLs only, of small integers).
+        # Sent in binary (%b): text arrays are escaped value by value, in Python.
+        arrays = ", ".join(f"%b::{types.process(c.type)}[]" for c in (key, *columns))
+        sets = ", ".join(f"{quote.format_column(c)} = v.{n}" for c, n in zip(columns, names[1:]))
+        self._statement = (
+            f"UPDATE {name} SET {sets} FROM unnest({arrays}) AS v ({', '.join(names)}) "
+            f"WHERE {name}.{quote.format_column(key)} = v.{names[0]}"
+        )
+
+    def update(self, conn: sa.Connection, rows: t.Sequence[t.Sequence[t.Any]]) -> None:
+        if rows:
+            conn.exec_driver_sql(self._statement, tuple(list(column) for column in zip(*rows)))
+
+
+def values_update(
+    table: sa.Table, key: sa.Column[t.Any], columns: t.Sequence[sa.Column[t.Any]], dialect: t.Any
+) -> ValuesUpdate | ArraysUpdate | None:
+    """An UPDATE setting ``columns`` of the rows of ``table`` whose ``key`` is each
+    row's first value (the others follow in ``columns`` order), many rows a statement:
+    on PostgreSQL (psycopg) and SQLite 3.33 or later; else None."""
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return ArraysUpdate(table, key, columns, dialect)
+    quote = dialect.identifier_preparer
+    name = quote.format_table(table)
+    if (
+        dialect.name == "sqlite" and dialect.driver == "pysqlite"
+        and dialect.paramstyle == "qmark" and sqlite3.sqlite_version_info >= (3, 33, 0)
+    ):
+        # SQLite names the columns of a VALUES list column1, column2, …
+        sets = ", ".join(
+            f"{quote.format_column(c)} = v.column{i}" for i, c in enumerate(columns, start=2)
+        )
+        return ValuesUpdate(
+            f"UPDATE {name} SET {sets} FROM (VALUES ",
+            "(" + ", ".join(["?"] * (len(columns) + 1)) + ")",
+            f") AS v WHERE {name}.{quote.format_column(key)} = v.column1",
+            len(columns) + 1,
+        )
+    return None
+
+
+def _parameter_limit() -> int:
+    return _sqlite_variables()

@@ -47,6 +47,7 @@ from array import array
 from fractions import Fraction
 from hashlib import blake2b
 from itertools import accumulate, compress
+from operator import sub
 
 __all__ = [
     "ALPHA",
@@ -175,6 +176,29 @@ class Histogram:
         bins = self._bins
         bins[key] = bins.get(key, 0) + count
 
+    def add_all(self, values: t.Iterable[float | None]) -> None:
+        """:meth:`add` each of ``values`` once."""
+        bins = self._bins
+        get = bins.get
+        log = math.log
+        ceil = math.ceil
+        zeros = 0
+        for value in values:
+            if value is None or not 0.0 <= value < _INF:
+                continue
+            if value < MIN_VALUE:
+                zeros += 1
+                continue
+            key = ceil(log(value) / _LOG_GAMMA)
+            bins[key] = get(key, 0) + 1
+        self._zeros += zeros
+
+    def copy(self) -> Histogram:
+        histogram = Histogram.__new__(Histogram)
+        histogram._bins = self._bins.copy()
+        histogram._zeros = self._zeros
+        return histogram
+
     def merge(self, other: Histogram) -> None:
         """Add ``other``'s counts to this histogram."""
         bins = self._bins
@@ -213,10 +237,9 @@ class Histogram:
         """The histogram as bytes for :meth:`from_bytes`; equal histograms give equal
         bytes."""
         keys = sorted(self._bins)
-        bins = self._bins
         first = keys[0] if keys else 0
-        step_width, steps = _packed([b - a for a, b in zip(keys, keys[1:])])
-        count_width, counts = _packed([bins[key] for key in keys])
+        step_width, steps = _packed(list(map(sub, keys[1:], keys)))
+        count_width, counts = _packed(list(map(self._bins.__getitem__, keys)))
         header = _HISTOGRAM_HEADER.pack(
             _HISTOGRAM_VERSION, step_width, count_width, first, len(keys), self._zeros
         )
@@ -344,6 +367,24 @@ class Visitors:
         rank = _TOP_RANK - (h & _SUFFIX_MASK).bit_length()
         if rank > registers[index]:
             registers[index] = rank
+
+    def add_hashes(self, hashes: set[int]) -> None:
+        """:meth:`add_hash` each of ``hashes``."""
+        if hashes and not (0 <= min(hashes) and max(hashes) < _HASH_END):
+            bad = next(h for h in hashes if not 0 <= h < _HASH_END)
+            raise ValueError(f"a visitor hash is an int in [0, 2**64), got {bad!r}")
+        if self._hashes is not None:
+            self._hashes |= hashes
+            if len(self._hashes) > SPARSE_LIMIT:
+                self._densify()
+        else:
+            _scatter(t.cast(bytearray, self._registers), hashes)
+
+    def copy(self) -> Visitors:
+        visitors = Visitors.__new__(Visitors)
+        visitors._hashes = None if self._hashes is None else self._hashes.copy()
+        visitors._registers = None if self._registers is None else bytearray(self._registers)
+        return visitors
 
     def add(self, value: str | None) -> None:
         """Count the visitor ``value`` (a client address); None is ignored."""

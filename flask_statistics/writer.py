@@ -38,7 +38,8 @@ __all__ = ["Writer", "WriterHealth", "engine_resolver", "stop_all"]
 logger = logging.getLogger("flask_statistics")
 
 _FIRST_BACKOFF = 0.5
-# Rows built between two chances for request threads to run: about 2 ms of work.
+# Rows built between two chances for request threads to run: a fraction of a
+# millisecond of work.
 _ROWS_PER_SLICE = 100
 _MAX_BACKOFF = 30.0
 

@@ -396,6 +396,34 @@ def test_late_rows_land_in_their_own_buckets(make_app: t.Any) -> None:
     assert_same(tables, today_filters(2))
 
 
+def test_batches_that_only_add_hits_keep_the_rows_sums(make_app: t.Any) -> None:
+    # Later batches update rows in one statement per batch. Here the updated rows
+    # carry no visitors (crawlers, requests without an address), so a column of the
+    # update holds only NULLs; the visitors, times and top lists stay as they were.
+    from flask_statistics.capture import Record
+
+    app, db, _model, statistics = make_app(model="default")
+    writer = app.extensions["statistics"].writer
+    now = time.time()
+    bot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    for batch in range(3):
+        for n in range(30):
+            agent, address = (bot, f"10.3.0.{n}") if n % 3 else ("curl/8.5.0", None)
+            if batch == 0 and n % 10 == 0:
+                agent, address = "curl/8.5.0", f"10.4.0.{n}"  # people, first batch only
+            record = Record(now + batch + n / 100, 0.0, "GET", f"/crawl/{n % 4}", agent, address,
+                            "https://example.com/" if n % 2 else None)
+            record.end, record.status_code, record.size = 0.001 * (n + 1), 200 + (n % 2) * 104, n
+            writer.emit(record)
+        assert statistics.flush(timeout=30, app=app)
+    tables = Tables(app, db)
+    for extra in ({}, {"bots": "only"}, {"bots": "exclude"}, {"path": "/crawl/1"}, {"status": 304}):
+        assert_same(tables, today_filters(**extra))
+    with tables.engine.connect() as conn:
+        kpis = figures.kpis(conn, tables.store, tables.table, today_filters())
+        assert kpis.hits == 90 and kpis.visitors == 3
+
+
 def test_without_rollup_tables_rows_are_still_written(make_app: t.Any, caplog: t.Any) -> None:
     app, db, _model, statistics = make_app(model="default")
     state = app.extensions["statistics"]

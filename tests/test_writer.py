@@ -628,3 +628,32 @@ def test_dropped_apps_release_their_database_connections(database_url):
         one_app(f"fst_leak_{os.getpid()}_{i}")
     gc.collect()
     assert wait_for(lambda: (gc.collect(), connections())[1] == 0, timeout=10), connections()
+
+
+# -- dates ----------------------------------------------------------------------------
+
+
+def test_arrival_times_are_stored_as_the_clock_gave_them(make_app, backend):
+    # Rows are dated from the arrival timestamp, microseconds rounded half to even
+    # as datetime.fromtimestamp rounds them, including into the next second.
+    from datetime import datetime, timezone
+
+    from flask_statistics.capture import Record
+
+    app, db, model, statistics = make_app(model="default")
+    stamps = [
+        1700000000.25, 1700000000.75, 1700000000.9999996, 1700000001.0000004,
+        1700000001.5000005, 1700000059.9999999, 1700000060.0, 1700003599.999999,
+        1700003600.000001, 1700003600.000001, 1700000000.5,
+    ]
+    writer = app.extensions["statistics"].writer
+    for n, stamp in enumerate(stamps):
+        record = Record(stamp, 0.0, "GET", f"/at/{n}", "curl/8.5.0", "10.0.0.1", None)
+        record.end, record.status_code, record.size = 0.01, 200, 1
+        writer.emit(record)
+    got = [r.date for r in rows(app, statistics)]
+    want = [datetime.fromtimestamp(s, timezone.utc).replace(tzinfo=None) for s in stamps]
+    if backend == "mariadb":  # DATETIME without a fraction keeps whole seconds
+        want = [w.replace(microsecond=0) for w in want]
+    assert got == want
+    assert want[2] == datetime(2023, 11, 14, 22, 13, 21)  # rounded up a second

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from ..bulk import copy_rows, copy_statement
+from ..bulk import ValuesInsert, copy_rows, copy_statement, values_insert, values_update
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
@@ -73,6 +73,7 @@ class Store:
         self.rollup = rollup_table(table)
         self.state = state_table(table)
         self._present: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
+        self._writes: _Writes | None = None
 
     # -- existence ------------------------------------------------------------------
 
@@ -185,29 +186,32 @@ class Store:
                 updates.append(_merged(row, entry))
             else:
                 inserts.append(_new_row(d, key, entry))
-        r = self.rollup
+        writes = self._writes_for(conn.dialect)
         if updates:
-            conn.execute(
-                sa.update(r)
-                .where(r.c.id == sa.bindparam("row_id"))
-                .values({name: sa.bindparam(f"new_{name}") for name in _SUMS}),
-                updates,
-            )
+            writes.update(conn, updates)
         if inserts:
-            copy = copy_statement(r, [r.c[name] for name in _INSERTED], conn.dialect)
-            if copy is None:
-                conn.execute(sa.insert(r), inserts)
-            else:
-                copy_rows(conn, copy, ([row[name] for name in _INSERTED] for row in inserts))
+            writes.insert(conn, inserts)
+
+    def _writes_for(self, dialect: t.Any) -> _Writes:
+        writes = self._writes
+        if writes is None or writes.dialect is not dialect:
+            writes = self._writes = _Writes(self.rollup, dialect)
+        return writes
 
     def _existing(self, conn: sa.Connection, digests: list[str]) -> dict[str, t.Any]:
+        """The stored rows among ``digests``: key, id, then the sums in ``_SUMS`` order."""
         r = self.rollup.c
         found: dict[str, t.Any] = {}
+        select_any = self._writes_for(conn.dialect).select_any
+        if select_any is not None:
+            for row in conn.exec_driver_sql(select_any, (digests,)):
+                found[row[0]] = row
+            return found
         for start in range(0, len(digests), _CHUNK):
             part = digests[start : start + _CHUNK]
-            query = sa.select(r.id, r.key, *(r[name] for name in _SUMS)).where(r.key.in_(part))
+            query = sa.select(r.key, r.id, *(r[name] for name in _SUMS)).where(r.key.in_(part))
             for row in conn.execute(query):
-                found[row.key] = row
+                found[row[0]] = row
         return found
 
     def _fold(self, conn: sa.Connection, new: list[Key], entries: dict[Key, Entry]) -> int:
@@ -271,50 +275,126 @@ def _naive(moment: datetime) -> datetime:
     return moment
 
 
-def _merged(row: t.Any, entry: Entry) -> dict[str, t.Any]:
+def _merged(row: t.Any, entry: Entry) -> tuple[t.Any, ...]:
+    """The stored ``row`` (from :meth:`Store._existing`) plus ``entry``: id, then the
+    sums in ``_SUMS`` order."""
+    _key, row_id, hits, size, timed, time_sum, last, times, visitors, counted = row
     # Sketches are decoded and written again only when the entry adds to them.
-    times = row.times
     if entry.times.count:
         merged = Histogram.from_bytes(times)
         merged.merge(entry.times)
         times = merged.to_bytes()
-    visitors = row.visitors
     if not entry.visitors.empty:
         seen = Visitors.from_bytes(visitors)
         seen.merge(entry.visitors)
         visitors = seen.to_bytes()
-    last = row.last_seen
     if last is None or (entry.last_seen is not None and entry.last_seen > _naive(last)):
         last = entry.last_seen
-    counted = row.counts
     if entry.counts or entry.counts_other:
         values, other = counts.decode(counted)
         counts.add(values, entry.counts or {})
         counted = counts.encode(values, other + entry.counts_other)
-    return {
-        "row_id": row.id,
-        "new_hits": int(row.hits) + entry.hits,
-        "new_bytes": int(row.bytes) + entry.bytes,
-        "new_timed": int(row.timed) + entry.timed,
-        "new_time_sum": float(row.time_sum) + entry.time_sum,
-        "new_last_seen": last,
-        "new_times": times,
-        "new_visitors": visitors,
-        "new_counts": counted,
-    }
+    return (
+        row_id, int(hits) + entry.hits, int(size) + entry.bytes, int(timed) + entry.timed,
+        float(time_sum) + entry.time_sum, last, times, visitors, counted,
+    )
 
 
-def _new_row(key_digest: str, key: Key, entry: Entry) -> dict[str, t.Any]:
+def _new_row(key_digest: str, key: Key, entry: Entry) -> tuple[t.Any, ...]:
+    """A new row for ``entry``: its values in ``_INSERTED`` order."""
     tier, bucket, grain, route, path, other, method, status, is_bot = key
-    return {
-        "key": key_digest, "tier": tier, "grain": grain, "bucket": bucket, "route": route,
-        "path": path, "other": other, "method": method, "status": status, "is_bot": is_bot,
-        "hits": entry.hits, "bytes": entry.bytes, "timed": entry.timed,
-        "time_sum": entry.time_sum, "last_seen": entry.last_seen,
-        "times": entry.times.to_bytes() if entry.times.count else None,
-        "visitors": None if entry.visitors.empty else entry.visitors.to_bytes(),
-        "counts": (
+    return (
+        key_digest, tier, grain, bucket, route, path, other, method, status, is_bot,
+        entry.hits, entry.bytes, entry.timed, entry.time_sum, entry.last_seen,
+        entry.times.to_bytes() if entry.times.count else None,
+        None if entry.visitors.empty else entry.visitors.to_bytes(),
+        (
             counts.encode(entry.counts or {}, entry.counts_other)
             if entry.counts or entry.counts_other else None
         ),
-    }
+    )
+
+
+class _Writes:
+    """How rollup rows are written on one dialect. Where it can, the driver gets the
+    rows straight: through SQLAlchemy's executemany, the parameter handling of each
+    row cost as much as merging it. Elsewhere SQLAlchemy's statements remain."""
+
+    def __init__(self, rollup: sa.Table, dialect: t.Any) -> None:
+        self.dialect = dialect
+        self._rollup = rollup
+        sums = [rollup.c[name] for name in _SUMS]
+        inserted = [rollup.c[name] for name in _INSERTED]
+        self._update = values_update(rollup, rollup.c.id, sums, dialect)
+        self._update_processors = _processors([rollup.c.id, *sums], dialect)
+        self._copy = copy_statement(rollup, inserted, dialect)
+        self._values: ValuesInsert | None = None
+        if self._copy is None:
+            compiled = sa.insert(rollup).values(
+                {c.key: sa.bindparam(f"p{i}", type_=c.type) for i, c in enumerate(inserted)}
+            ).compile(dialect=dialect)
+            if compiled.positional and list(compiled.positiontup or ()) == [f"p{i}" for i in range(len(inserted))]:
+                self._values = values_insert(str(compiled), len(inserted), dialect)
+        self._insert_processors = _processors(inserted, dialect)
+        #: On PostgreSQL, the rows whose key is in one array parameter, sent in binary:
+        #: a statement the driver prepares once, where an IN list is new text (parsed
+        #: by the driver, planned by the server) for every number of keys.
+        self.select_any: str | None = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            quote = dialect.identifier_preparer
+            columns = ", ".join(quote.format_column(rollup.c[name]) for name in ("key", "id", *_SUMS))
+            key = rollup.c.key
+            self.select_any = (
+                f"SELECT {columns} FROM {quote.format_table(rollup)} WHERE "
+                f"{quote.format_column(key)} = ANY(%b::{dialect.type_compiler_instance.process(key.type)}[])"
+            )
+
+    def update(self, conn: sa.Connection, rows: list[tuple[t.Any, ...]]) -> None:
+        if self._update is not None:
+            self._update.update(conn, _processed(rows, self._update_processors))
+            return
+        r = self._rollup
+        conn.execute(
+            sa.update(r)
+            .where(r.c.id == sa.bindparam("row_id"))
+            .values({name: sa.bindparam(f"new_{name}") for name in _SUMS}),
+            [dict(zip(_UPDATE_PARAMETERS, row)) for row in rows],
+        )
+
+    def insert(self, conn: sa.Connection, rows: list[tuple[t.Any, ...]]) -> None:
+        if self._copy is not None:
+            copy_rows(conn, self._copy, rows)
+        elif self._values is not None:
+            self._values.insert(conn, _processed(rows, self._insert_processors))
+        else:
+            conn.execute(sa.insert(self._rollup), [dict(zip(_INSERTED, row)) for row in rows])
+
+
+_UPDATE_PARAMETERS = ("row_id", *(f"new_{name}" for name in _SUMS))
+
+
+def _processors(
+    columns: t.Sequence[sa.Column[t.Any]], dialect: t.Any
+) -> list[tuple[int, t.Callable[[t.Any], t.Any]]]:
+    # The conversions SQLAlchemy would apply to each column's values.
+    return [
+        (i, processor)
+        for i, c in enumerate(columns)
+        if (processor := c.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
+
+
+def _processed(
+    rows: list[tuple[t.Any, ...]], processors: list[tuple[int, t.Callable[[t.Any], t.Any]]]
+) -> list[t.Sequence[t.Any]]:
+    if not processors:
+        return rows  # type: ignore[return-value]
+    out: list[t.Sequence[t.Any]] = []
+    for row in rows:
+        values = list(row)
+        for i, process in processors:
+            value = values[i]
+            if value is not None:
+                values[i] = process(value)
+        out.append(values)
+    return out
