@@ -22,7 +22,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import sqlalchemy as sa
-from flask import Response, current_app, render_template, request, stream_with_context
+from flask import Response, render_template, stream_with_context
 
 from .filters import Filters
 from .forms import FilterForm
