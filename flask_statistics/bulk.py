@@ -51,64 +51,50 @@ def copy_rows(conn: sa.Connection, statement: str, rows: t.Iterable[t.Sequence[t
 #: Rows per SQLite INSERT: enough to make switches rare, few enough that the
 #: statement stays small to prepare and its parameters within SQLite's limit.
 SQLITE_ROWS_PER_STATEMENT = 200
+#: Rows per set-based UPDATE: few statements, parameters well within the limits.
+UPDATE_ROWS_PER_STATEMENT = 500
 
 
-class ValuesInsert:
-    """An ``INSERT … VALUES (?, …)`` for SQLite, sent many rows per statement."""
+class ManyValues:
+    """A statement whose ``VALUES`` list carries many rows (``head``, then ``group``
+    once per row, then ``tail``), sent as few statements as SQLite's parameter
+    limit and ``most`` rows a statement allow."""
 
-    def __init__(self, statement: str, columns: int) -> None:
-        head, found, group = statement.rpartition("VALUES")
-        if not found:
-            raise ValueError(f"not an INSERT … VALUES statement: {statement!r}")
-        self._head = head + "VALUES "
-        self._group = group.strip()
-        self._per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, _sqlite_variables() // columns))
+    def __init__(self, head: str, group: str, tail: str, columns: int, most: int) -> None:
+        self._head = head
+        self._group = group
+        self._tail = tail
+        self._per_statement = max(1, min(most, _sqlite_variables() // columns))
         self._full = self._statement(self._per_statement)
 
     def _statement(self, rows: int) -> str:
-        return self._head + ", ".join([self._group] * rows)
+        return self._head + ", ".join([self._group] * rows) + self._tail
 
-    def insert(self, conn: sa.Connection, rows: t.Sequence[t.Sequence[t.Any]]) -> None:
+    def run(self, conn: sa.Connection, rows: t.Sequence[t.Sequence[t.Any]]) -> None:
         step = self._per_statement
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             statement = self._full if len(chunk) == step else self._statement(len(chunk))
             conn.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
 
+    # As an INSERT (rows.py, the rollup store) and as an UPDATE (values_update).
+    insert = update = run
 
-def values_insert(statement: str, columns: int, dialect: t.Any) -> ValuesInsert | None:
-    """A :class:`ValuesInsert` for ``statement`` on SQLite's own driver, else None."""
+
+def values_insert(statement: str, columns: int, dialect: t.Any) -> ManyValues | None:
+    """``statement`` (an ``INSERT … VALUES (?, …)``) many rows at a time, on SQLite's
+    own driver; else None."""
     if dialect.name != "sqlite" or dialect.driver != "pysqlite" or dialect.paramstyle != "qmark":
         return None
-    return ValuesInsert(statement, columns)
+    head, found, group = statement.rpartition("VALUES")
+    if not found:
+        raise ValueError(f"not an INSERT … VALUES statement: {statement!r}")
+    return ManyValues(head + "VALUES ", group.strip(), "", columns, SQLITE_ROWS_PER_STATEMENT)
 
 
 def _sqlite_variables() -> int:
     # The most parameters one statement may carry in the SQLite Python links against.
     return 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-
-
-#: Rows per set-based UPDATE: few statements, parameters well within the limits.
-UPDATE_ROWS_PER_STATEMENT = 500
-
-
-class ValuesUpdate:
-    """``UPDATE table SET … FROM (VALUES …)``: many rows, each found by its key, in one
-    statement, where executemany runs one UPDATE per row (one round trip or GIL
-    switch each, and the database plans each one)."""
-
-    def __init__(self, head: str, group: str, tail: str, columns: int) -> None:
-        self._head = head
-        self._group = group
-        self._tail = tail
-        self._per_statement = max(1, min(UPDATE_ROWS_PER_STATEMENT, _parameter_limit() // columns))
-
-    def update(self, conn: sa.Connection, rows: t.Sequence[t.Sequence[t.Any]]) -> None:
-        step = self._per_statement
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            statement = self._head + ", ".join([self._group] * len(chunk)) + self._tail
-            conn.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
 
 
 class ArraysUpdate:
@@ -139,7 +125,7 @@ class ArraysUpdate:
 
 def values_update(
     table: sa.Table, key: sa.Column[t.Any], columns: t.Sequence[sa.Column[t.Any]], dialect: t.Any
-) -> ValuesUpdate | ArraysUpdate | None:
+) -> ManyValues | ArraysUpdate | None:
     """An UPDATE setting ``columns`` of the rows of ``table`` whose ``key`` is each
     row's first value (the others follow in ``columns`` order), many rows a statement:
     on PostgreSQL (psycopg) and SQLite 3.33 or later; else None."""
@@ -155,14 +141,12 @@ def values_update(
         sets = ", ".join(
             f"{quote.format_column(c)} = v.column{i}" for i, c in enumerate(columns, start=2)
         )
-        return ValuesUpdate(
+        return ManyValues(
             f"UPDATE {name} SET {sets} FROM (VALUES ",
             "(" + ", ".join(["?"] * (len(columns) + 1)) + ")",
             f") AS v WHERE {name}.{quote.format_column(key)} = v.column1",
             len(columns) + 1,
+            UPDATE_ROWS_PER_STATEMENT,
         )
     return None
 
-
-def _parameter_limit() -> int:
-    return _sqlite_variables()

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import sqlite as _sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import processors as _processors
 
-from .bulk import ValuesInsert, copy_rows, copy_statement, values_insert
+from .bulk import ManyValues, copy_rows, copy_statement, values_insert
 from .capture import Record
 from .models import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from .useragent import parse
@@ -45,7 +45,7 @@ class RowBuilder:
         self.statement = ""
         self._named = False
         self._copy: str | None = None
-        self._values: ValuesInsert | None = None
+        self._values: ManyValues | None = None
         self._seconds = False
         self._stamp = _Stamp()
         self._use(self._optional)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from ..bulk import ValuesInsert, copy_rows, copy_statement, values_insert, values_update
+from ..bulk import ManyValues, copy_rows, copy_statement, values_insert, values_update
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
@@ -328,7 +328,7 @@ class _Writes:
         self._update = values_update(rollup, rollup.c.id, sums, dialect)
         self._update_processors = _processors([rollup.c.id, *sums], dialect)
         self._copy = copy_statement(rollup, inserted, dialect)
-        self._values: ValuesInsert | None = None
+        self._values: ManyValues | None = None
         if self._copy is None:
             compiled = sa.insert(rollup).values(
                 {c.key: sa.bindparam(f"p{i}", type_=c.type) for i, c in enumerate(inserted)}
