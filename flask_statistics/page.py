@@ -21,7 +21,8 @@ import typing as t
 from concurrent.futures import Future
 
 import sqlalchemy as sa
-from flask import Response, get_template_attribute, render_template, stream_with_context
+from flask import Response, get_template_attribute, render_template
+from flask.globals import _cv_app, _cv_request
 from markupsafe import Markup
 
 from .panels import Panel, Shared, View
@@ -72,7 +73,36 @@ def stream(
             yield _present(slot, panel, presenting, fetches.result(name), context)
             yield after
 
-    return Response(stream_with_context(generate()), 200, mimetype="text/html")
+    return Response(_in_context(generate()), 200, mimetype="text/html")
+
+
+def _in_context(body: t.Iterator[str]) -> t.Iterator[str]:
+    """``body``, each part made with the request's contexts current. They are made
+    current only while a part is made, never between parts: a page that is never
+    read to its end (a test that looks only at the status, a client that leaves) is
+    collected later, during other work, and must not pop anything then. Flask's
+    ``stream_with_context`` keeps them pushed between parts. The context variables
+    are set directly, so the app's teardown functions don't run once per part."""
+    app, req = _cv_app.get(), _cv_request.get()
+
+    def read() -> t.Iterator[str]:
+        try:
+            while True:
+                app_token, req_token = _cv_app.set(app), _cv_request.set(req)
+                try:
+                    part = next(body, None)
+                finally:
+                    _cv_request.reset(req_token)
+                    _cv_app.reset(app_token)
+                if part is None:
+                    return
+                yield part
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    return read()
 
 
 def _present(slot: Slot, panel: Panel, view: View, fetched: Future[t.Any], context: dict[str, t.Any]) -> str:

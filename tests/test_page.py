@@ -5,12 +5,14 @@ fails, or a client that leaves, harms nothing else."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import threading
 import time
 import typing as t
 
 import pytest
+from flask import Flask, current_app
 from dashboard_support import QS, insert, sample_rows
 
 from flask_statistics import views
@@ -162,3 +164,15 @@ def test_in_memory_sqlite_streams_the_page_without_threads(monkeypatch: pytest.M
     # where the rows written on it are.
     assert seen == [threading.current_thread().name]
     assert "Unique visitors" in html and "12 hits" in html and "/about" in panel_html(html, "requests")
+
+
+def test_a_page_never_read_leaves_the_contexts_alone(dashboard: t.Any) -> None:
+    # A test that looks only at the status never reads the streamed body; when the
+    # response is collected, during some other app's work, nothing of ours is popped.
+    response = dashboard.test_client().get(URL)
+    assert response.status_code == 200
+    other = Flask("other")
+    with other.app_context():
+        del response
+        gc.collect()
+        assert current_app._get_current_object() is other
