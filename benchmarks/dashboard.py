@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from flask_statistics import Statistics  # noqa: E402
 from flask_statistics.filters import zone  # noqa: E402
-from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day  # noqa: E402
+from flask_statistics.rollups.compact import close_months  # noqa: E402
+from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day, today_start  # noqa: E402
 
 import traffic  # noqa: E402
 
@@ -140,6 +141,8 @@ def reuse(app: Flask, db: SQLAlchemy) -> int | None:
         if engine.dialect.name in ("mysql", "mariadb"):
             conn.execute(sa.text(f"ANALYZE TABLE {state.table.name}"))
     print(f"  reusing {count:,} rows of table {state.table.name}")
+    if not state.rollups.present(engine):  # dropped to be built again by this code
+        build_rollups(app, db)
     return None if first is None else int(first)
 
 
@@ -156,23 +159,33 @@ def seed(app: Flask, db: SQLAlchemy, rows: int, days: int, raw: bool) -> int:
         first = conn.execute(sa.select(sa.func.min(state.table.c.index))).scalar()
     print(f"  seeded {count:,} rows in {time.perf_counter() - start:.1f} s")
     if not raw:
-        store = state.rollups
-        store.create(engine)
-        tz_name = app.config["STATISTICS_TIMEZONE"]
-        tz = zone(tz_name)
-        store.ensure_state(engine, tz_name, lambda moment: moment)
-        start = time.perf_counter()
-        for day in days_with_rows(engine, state.table, tz, None, None):
-            rebuild_day(engine, store, day, tz)
-        with engine.begin() as conn:
-            store.set_state(conn, backfill_before=None)
-            rollup_rows = conn.execute(sa.select(sa.func.count()).select_from(store.rollup)).scalar()
-        print(f"  built {rollup_rows:,} rollup rows in {time.perf_counter() - start:.1f} s")
+        build_rollups(app, db)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execute(sa.text("ANALYZE"))
             conn.commit()
     return int(first)
+
+
+def build_rollups(app: Flask, db: SQLAlchemy) -> None:
+    """The rollups of the seeded rows, built as `flask statistics rebuild` does."""
+    state = app.extensions["statistics"]
+    with app.app_context():
+        engine = db.engine
+    store = state.rollups
+    store.create(engine)
+    tz_name = app.config["STATISTICS_TIMEZONE"]
+    tz = zone(tz_name)
+    store.ensure_state(engine, tz_name, lambda moment: moment, open_from=today_start(tz))
+    start = time.perf_counter()
+    for day in days_with_rows(engine, state.table, tz, None, None):
+        rebuild_day(engine, store, day, tz)
+    with engine.begin() as conn:
+        store.set_state(conn, backfill_before=None)
+    close_months(engine, store, tz_name)
+    with engine.begin() as conn:
+        rollup_rows = conn.execute(sa.select(sa.func.count()).select_from(store.rollup)).scalar()
+    print(f"  built {rollup_rows:,} rollup rows in {time.perf_counter() - start:.1f} s")
 
 
 def run(

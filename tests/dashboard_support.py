@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_statistics.filters import zone
-from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day
+from flask_statistics.rollups.compact import close_months
+from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day, today_start
 from flask_statistics.rollups.store import Store
 
 #: The window most tests look at, as query arguments, and a moment inside it.
@@ -188,12 +189,16 @@ class Tables:
             conn.execute(self.table.insert(), rows)
 
     def rebuild(self, tz_name: str = "UTC") -> None:
+        """The rollups of every row, as `flask statistics rebuild` leaves them: today
+        in 15-minute rows, earlier days in day rows, months that are over in month
+        rows."""
         tz = zone(tz_name)
-        self.store.ensure_state(self.engine, tz_name, lambda m: m)
+        self.store.ensure_state(self.engine, tz_name, lambda m: m, open_from=today_start(tz))
         for day in days_with_rows(self.engine, self.table, tz, None, None):
             rebuild_day(self.engine, self.store, day, tz)
         with self.engine.begin() as conn:
             self.store.set_state(conn, backfill_before=None, zone=tz_name)
+        close_months(self.engine, self.store, tz_name)
 
     def drop(self) -> None:
         self.store.rollup.drop(self.engine, checkfirst=True)

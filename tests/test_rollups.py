@@ -21,7 +21,7 @@ from flask_statistics.rollups import compact, read
 from flask_statistics.rollups.compact import Compaction
 from flask_statistics.rollups.rebuild import Backfill, days_with_rows, rebuild_day
 from flask_statistics.rollups.store import PATH_CAP, Store
-from flask_statistics.rollups.tables import PATH, QUARTER
+from flask_statistics.rollups.tables import DAY as DAY_TIER, MONTH, PATH, QUARTER
 from flask_statistics.filters import zone
 
 from dashboard_support import Tables
@@ -247,6 +247,7 @@ def test_a_failing_rollup_task_logs_each_kind_of_failure_once(
         return False
 
     monkeypatch.setattr(compact, "close_days", work)
+    monkeypatch.setattr(compact, "close_months", lambda *args: 0)
     monkeypatch.setattr(Backfill, "_step", work)
     store = Store(sa.Table("requests", sa.MetaData(), sa.Column("index", sa.Integer, primary_key=True)))
     monkeypatch.setattr(store, "present", lambda engine: True)
@@ -314,6 +315,130 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
         rollups.apply(conn, rollups.entries(facts))
     assert_same(tables, week)
     assert_same(tables, Filters.between(week.start_day + timedelta(days=2), week.start_day + timedelta(days=2), tz=tz))
+
+
+# ---------------------------------------------------------------------------------
+# Month rows: long ranges read whole months from them.
+
+#: January to May 2024: New York, Berlin and Lord Howe change clocks in March/April.
+SPRING = (datetime(2024, 1, 20), datetime(2024, 5, 10))
+
+
+def month_rows(tables: Tables, since: datetime | None = None) -> int:
+    r = tables.store.rollup.c
+    where = [r.tier == MONTH] + ([r.bucket >= since] if since is not None else [])
+    with tables.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).where(*where)).scalar()
+
+
+def delete_days(tables: Tables, since: datetime, until: datetime) -> None:
+    r = tables.store.rollup.c
+    with tables.engine.begin() as conn:
+        conn.execute(sa.delete(tables.store.rollup).where(r.tier == DAY_TIER, r.bucket >= since, r.bucket < until))
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"])
+def test_long_ranges_read_whole_months_from_month_rows(tables: Tables, tz: str) -> None:
+    rng = random.Random(21)
+    tables.insert(random_rows(rng, *SPRING, 4000))
+    tables.rebuild(tz)
+    with tables.engine.connect() as conn:
+        state = tables.store.read_state(conn)
+    assert state is not None and state.months_before is not None and state.months_before >= datetime(2024, 5, 1) - DAY
+    assert month_rows(tables) > 0
+    ten_years = Filters.between(date(2015, 1, 1), date(2024, 12, 31), tz=tz)
+    assert queries.bucket_width(ten_years) == "month"
+    ranges = [
+        ten_years,
+        Filters.between(date(2024, 2, 10), date(2024, 4, 20), tz=tz),  # parts of months around whole ones
+        Filters.between(date(2024, 3, 1), date(2024, 3, 31), tz=tz),  # one whole month
+        Filters.between(date(2024, 3, 8), date(2024, 3, 14), tz=tz),  # within a month
+    ]
+    for extra in ({}, {"status_class": 4}, {"method": "POST"}, {"path": "/x/", "path_match": "prefix"}):
+        for filters in ranges:
+            assert_same(tables, Filters.between(filters.start_day, filters.end_day, tz=tz, **extra))
+    # The whole months really come from month rows: without March's day rows, the
+    # ten years and February to April still add up; March alone by the day does not.
+    march = Filters.between(date(2024, 3, 1), date(2024, 3, 31), tz=tz)
+    delete_days(tables, march.since, march.until)
+    with tables.engine.connect() as conn:
+        for filters in (ten_years, ranges[1]):
+            assert figures.kpis(conn, tables.store, tables.table, filters) == read.kpis(
+                conn, t.cast(read.Plan, read.plan(conn, tables.store, filters, False))
+            )
+            assert figures.kpis(conn, tables.store, tables.table, filters).hits == queries.kpis(conn, tables.table, filters).hits
+        assert [p.hits for p in figures.timeseries(conn, tables.store, tables.table, ten_years).points] == [
+            p.hits for p in queries.timeseries(conn, tables.table, ten_years).points
+        ]
+        by_day = figures.timeseries(conn, tables.store, tables.table, march)
+        assert sum(p.hits for p in by_day.points) == 0
+
+
+def test_late_rows_and_rebuilt_days_keep_month_rows_exact(tables: Tables) -> None:
+    from flask_statistics.rollups.compact import close_months
+    from flask_statistics.rollups.writing import Rollups
+
+    tz = "Europe/Berlin"
+    rng = random.Random(22)
+    tables.insert(random_rows(rng, *SPRING, 3000))
+    tables.rebuild(tz)
+    long = Filters.between(date(2023, 1, 1), date(2024, 12, 31), tz=tz)
+    assert month_rows(tables, datetime(2024, 3, 1)) > 0
+
+    # A late batch for a merged month adds to its month rows too, as the writer does it.
+    rollups = Rollups(tables.store, tz)
+    late = random_rows(rng, datetime(2024, 3, 30, 23), datetime(2024, 3, 31, 3), 300)  # across the DST change
+    facts = [(row["date"], row["method"], row["status_code"], row["path"], None, row["response_time"],
+              row["size"], row["remote_address"], None, row["browser"], row["platform"], row["referrer"])
+             for row in late]
+    with tables.engine.begin() as conn:
+        assert rollups.lock(conn)
+        conn.execute(tables.table.insert(), late)
+        rollups.apply(conn, rollups.entries(facts))
+    assert_same(tables, long)
+    assert_same(tables, Filters.between(date(2024, 3, 1), date(2024, 4, 30), tz=tz))
+
+    # Rows imported into March: rebuilding one of its days drops the month rows from
+    # March on (the figures then come from day rows), and they are merged again.
+    imported = random_rows(rng, datetime(2024, 3, 12, 8), datetime(2024, 3, 12, 20), 200)
+    tables.insert(imported)
+    rebuild_day(tables.engine, tables.store, datetime(2024, 3, 11, 23), zone(tz))  # March 12th, Berlin
+    assert month_rows(tables, datetime(2024, 2, 29, 23)) == 0 and month_rows(tables) > 0
+    with tables.engine.connect() as conn:
+        state = tables.store.read_state(conn)
+    assert state is not None and state.months_before == datetime(2024, 2, 29, 23)
+    assert_same(tables, long)
+    assert close_months(tables.engine, tables.store, tz) >= 2  # March, April and the months after
+    assert month_rows(tables, datetime(2024, 2, 29, 23)) > 0
+    assert_same(tables, long)
+
+    # A new zone drops every month row: they follow the old zone's months.
+    task = Backfill(tables.store, "Asia/Kolkata")
+    task(tables.engine)
+    assert month_rows(tables) == 0
+
+
+def test_month_rows_fold_paths_beyond_their_cap(tables: Tables, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PATH_CAP, MONTH, 40)
+    rng = random.Random(23)
+    rows = random_rows(rng, *SPRING, 2000)
+    for row in rows[:600]:
+        row.update(path=f"/scan/{rng.getrandbits(64):x}", status_code=404)
+    tables.insert(rows)
+    tables.rebuild()
+    r = tables.store.rollup.c
+    with tables.engine.connect() as conn:
+        per_month = conn.execute(
+            sa.select(r.bucket, sa.func.count())
+            .where(r.grain == PATH, r.tier == MONTH, r.other.is_(False))
+            .group_by(r.bucket)
+        ).all()
+    assert per_month and all(count <= 40 for _, count in per_month)
+    year = Filters.between(date(2024, 1, 1), date(2024, 12, 31))
+    assert_same(tables, year, paths=False)
+    with tables.engine.connect() as conn:
+        ranked = dict(figures.top(conn, tables.store, tables.table, year, "path", 10**6))
+        assert sum(ranked.values()) == 2000 and ranked.get(read.OTHER)
 
 
 # ---------------------------------------------------------------------------------
@@ -666,15 +791,24 @@ def test_rollup_retention_deletes_old_rollups_only(make_app: t.Any) -> None:
     app, db, _model, statistics = make_app(model="default")
     tables = Tables(app, db)
     now = datetime.utcnow()
-    tables.insert(random_rows(random.Random(3), now - 10 * DAY, now - HOUR, 500))
+    tables.insert(random_rows(random.Random(3), now - 100 * DAY, now - HOUR, 3000))
     tables.rebuild()
-    RollupRetention(tables.store, timedelta(days=3))(tables.engine)
     r = tables.store.rollup.c
     with tables.engine.connect() as conn:
+        days_before = conn.execute(sa.select(sa.func.count(sa.distinct(r.bucket))).where(r.tier == DAY_TIER)).scalar()
+    cutoff = now - 40 * DAY
+    RollupRetention(tables.store, timedelta(days=40))(tables.engine)
+    with tables.engine.connect() as conn:
         oldest = conn.execute(sa.select(sa.func.min(r.bucket))).scalar()
+        months = conn.execute(sa.select(sa.func.min(r.bucket)).where(r.tier == MONTH)).scalar()
+        days_after = conn.execute(sa.select(sa.func.count(sa.distinct(r.bucket))).where(r.tier == DAY_TIER)).scalar()
         raw = conn.execute(sa.select(sa.func.count()).select_from(tables.table)).scalar()
-    assert oldest >= now - 3 * DAY - DAY  # a day row starts at most a day before the cutoff
-    assert raw == 500
+    # Whole months go: the month holding the cutoff stays whole, with its month rows.
+    first_kept = datetime(cutoff.year, cutoff.month, 1)
+    assert oldest == first_kept and months == first_kept
+    assert days_before - 100 < days_after < days_before - 30
+    assert raw == 3000
+    assert_same(tables, Filters.between(first_kept.date(), now.date()))
 
 
 def test_health_shows_the_backfill(make_app: t.Any) -> None:

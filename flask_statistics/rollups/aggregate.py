@@ -17,8 +17,8 @@ from ..filters import METHODS, local_midnight_utc
 from ..sketches import Histogram, Visitors
 from .counts import add as add_counts
 from .tables import (
-    BROWSER, CLASS, DAY, METHOD_LENGTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER, ROUTE,
-    ROUTE_LENGTH, STATUS,
+    BROWSER, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER,
+    ROUTE, ROUTE_LENGTH, STATUS,
 )
 
 #: date (naive UTC), method, status code, path, route, response time (s), size,
@@ -165,11 +165,22 @@ def method_key(method: str | None) -> str | None:
 
 class DayOf:
     """The local day (as its first naive UTC instant) of each quarter, cached: local
-    days start on a quarter hour in every zone in use today."""
+    days start on a quarter hour in every zone in use today. :meth:`month` gives the
+    local month of a day the same way."""
 
     def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
         self._days: dict[datetime, datetime] = {}
+        self._months: dict[datetime, datetime] = {}
+
+    def month(self, day: datetime) -> datetime:
+        month = self._months.get(day)
+        if month is None:
+            if len(self._months) > 4096:
+                self._months.clear()
+            local = to_local(day, self.tz).date().replace(day=1)
+            month = self._months[day] = local_midnight_utc(local, self.tz)
+        return month
 
     def __call__(self, quarter: datetime) -> datetime:
         day = self._days.get(quarter)
@@ -241,20 +252,24 @@ class Totals:
 
     def rollup(
         self, day_of: DayOf, quarters_from: datetime | None = None,
-        open_from: datetime | None = None,
+        open_from: datetime | None = None, months_before: datetime | None = None,
     ) -> dict[Key, Entry]:
         """Every rollup row the facts add to, keyed by tier, bucket, grain and
         dimensions. Days from ``open_from`` on count in their quarters only (they get
         day rows when they are over); older quarters than ``quarters_from`` count in
-        their day only."""
+        their day only; days of months before ``months_before`` count in their month
+        too (a late row for a month already merged)."""
         out: dict[Key, Entry] = {}
 
         def tiers(quarter: datetime, day: datetime) -> tuple[tuple[int, datetime], ...]:
             if open_from is not None and day >= open_from:
                 return ((QUARTER, quarter),)
-            if quarters_from is not None and quarter < quarters_from:
-                return ((DAY, day),)
-            return ((QUARTER, quarter), (DAY, day))
+            found: tuple[tuple[int, datetime], ...] = ((DAY, day),)
+            if quarters_from is None or quarter >= quarters_from:
+                found = ((QUARTER, quarter), *found)
+            if months_before is not None and day < months_before:
+                found = (*found, (MONTH, day_of.month(day)))
+            return found
 
         def into(key: Key, entry: Entry) -> None:
             target = out.get(key)

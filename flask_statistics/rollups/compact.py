@@ -1,4 +1,4 @@
-"""Day rows for days that are over.
+"""Day rows for days that are over, and month rows for months that are over.
 
 Writers add a day's requests to its 15-minute rows only while the day is open (from
 the state row's ``open_from`` on), which halves the rollup rows each batch reads and
@@ -7,6 +7,13 @@ into day rows and moves ``open_from`` to the next day, in one transaction under 
 writers' lock: a batch lands wholly before (in the merged rows) or after (adding to
 both tiers, as for any closed day). The dashboard reads day rows before
 ``open_from`` and 15-minute rows from it on, so every request counts once.
+
+Months work the same way one tier up: once every day of a local month has its day
+rows, they are merged into month rows and ``months_before`` moves to the next month;
+late rows for such a month then add to its month rows too. A long range reads whole
+months from month rows, so its cost grows with months rather than days. A rebuild of
+a day drops the month rows from its month on (:meth:`.Store.reopen_months`), and they
+are merged again here.
 """
 
 from __future__ import annotations
@@ -20,9 +27,9 @@ from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
 from .maintenance import MaintenanceTask
-from .rebuild import day_start, next_day
+from .rebuild import day_start, month_start, next_day, next_month
 from .store import Store, _naive
-from .tables import DAY, GRAINS, QUARTER
+from .tables import CLASS, DAY, GRAINS, MONTH, QUARTER
 
 #: Seconds between two looks at the state row, and before another try after a
 #: failure. A day not yet merged is still counted, from its 15-minute rows.
@@ -49,38 +56,76 @@ def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | 
             if start is None:
                 # Every day has day rows so far (a new table, or a new zone): from
                 # today on, 15-minute rows only. Today's day rows go, its quarters stay.
-                _delete_days(conn, store, today)
+                _delete_tier(conn, store, DAY, today)
                 store.set_state(conn, open_from=today)
                 return closed
             if start >= today:
                 return closed
             end = next_day(start, tz)
-            _delete_days(conn, store, start, end)
-            store.apply(conn, _merged_day(conn, store, start, end))
+            _delete_tier(conn, store, DAY, start, end)
+            store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end))
             store.set_state(conn, open_from=end)
         closed += 1
 
 
-def _delete_days(conn: sa.Connection, store: Store, since: datetime, until: datetime | None = None) -> None:
+def close_months(engine: sa.Engine, store: Store, zone_name: str) -> int:
+    """Merge every local month whose days all have day rows (they end before
+    ``open_from``) but that has no month rows yet; returns how many."""
+    tz = zone(zone_name)
+    closed = 0
+    while True:
+        with engine.begin() as conn:
+            if not store.lock(conn):
+                return closed
+            state = store.read_state(conn)
+            if (
+                state is None or state.zone != zone_name or state.backfill_before is not None
+                or state.open_from is None
+            ):
+                return closed  # days are being rebuilt or chosen: months follow them
+            start = state.months_before
+            if start is None:
+                r = store.rollup.c
+                first = conn.execute(
+                    sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == DAY)
+                ).scalar()
+                start = month_start(state.open_from if first is None else _naive(first), tz)
+            end = next_month(start, tz)
+            if end > state.open_from:
+                if state.months_before is None:
+                    store.set_state(conn, months_before=start)
+                return closed
+            _delete_tier(conn, store, MONTH, start, end)
+            store.apply(conn, _merged(conn, store, DAY, MONTH, start, end))
+            store.set_state(conn, months_before=end)
+        closed += 1
+
+
+def _delete_tier(
+    conn: sa.Connection, store: Store, tier: int, since: datetime, until: datetime | None = None
+) -> None:
     r = store.rollup.c
-    where = [r.grain.in_(GRAINS), r.tier == DAY, r.bucket >= since]
+    where = [r.grain.in_(GRAINS), r.tier == tier, r.bucket >= since]
     if until is not None:
         where.append(r.bucket < until)
     conn.execute(sa.delete(store.rollup).where(*where))
 
 
-def _merged_day(conn: sa.Connection, store: Store, start: datetime, end: datetime) -> dict[Key, Entry]:
+def _merged(
+    conn: sa.Connection, store: Store, tier: int, into: int, start: datetime, end: datetime
+) -> dict[Key, Entry]:
+    """The rows of ``tier`` in ``[start, end)`` summed into one bucket of tier ``into``."""
     r = store.rollup.c
     rows = conn.execute(
         sa.select(
             r.grain, r.route, r.path, r.other, r.method, r.status, r.is_bot, r.hits, r.bytes,
             r.timed, r.time_sum, r.last_seen, r.times, r.visitors, r.counts,
-        ).where(r.grain.in_(GRAINS), r.tier == QUARTER, r.bucket >= start, r.bucket < end)
+        ).where(r.grain.in_(GRAINS), r.tier == tier, r.bucket >= start, r.bucket < end)
     )
     out: dict[Key, Entry] = {}
     for row in rows:
         key: Key = (
-            DAY, start, int(row.grain), row.route, row.path, bool(row.other), row.method,
+            into, start, int(row.grain), row.route, row.path, bool(row.other), row.method,
             row.status, row.is_bot,
         )
         entry = out.get(key)
@@ -108,11 +153,12 @@ def _merged_day(conn: sa.Connection, store: Store, start: datetime, end: datetim
 
 
 class Compaction(MaintenanceTask):
-    """A writer maintenance task: :func:`close_days`, at most once a minute."""
+    """A writer maintenance task: :func:`close_days`, then :func:`close_months`, at
+    most once a minute."""
 
     __name__ = "rollup compaction"
     retry_after = CHECK_EVERY
-    doing = "merge the day rollups"
+    doing = "merge the day and month rollups"
 
     def __init__(self, store: Store, zone_name: str) -> None:
         super().__init__(store)
@@ -121,3 +167,4 @@ class Compaction(MaintenanceTask):
     def run(self, engine: sa.Engine) -> None:
         if self.store.present(engine):
             close_days(engine, self.store, self.zone_name)
+            close_months(engine, self.store, self.zone_name)

@@ -18,13 +18,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .. import queries
 from ..dialects import exact_text, int_div, text_equals, text_startswith
-from ..filters import Filters
+from ..filters import Filters, zone
 from ..grouping import Key, group, key_for, rank
 from ..sketches import Histogram, Visitors
 from .aggregate import method_key, quarter_aligned, quarter_start
 from . import counts
+from .rebuild import month_start, next_month
 from .store import State, Store, _naive
-from .tables import CLASS, DAY, DIMENSIONS, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
+from .tables import CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
 
 #: Filters only the raw rows can answer.
 RAW_ONLY = ("browser", "platform", "remote_address", "user_agent", "referrer")
@@ -53,6 +54,8 @@ class Plan:
     conditions: tuple[ColumnElement[bool], ...]
     #: Days from this on have no day rows yet: a day-tier plan reads their quarters.
     open_from: datetime | None = None
+    #: Months before this have month rows: a day-tier plan reads whole months there.
+    months_before: datetime | None = None
 
     @property
     def since(self) -> datetime:
@@ -62,13 +65,35 @@ class Plan:
     def until(self) -> datetime:
         return self.filters.until
 
-    def where(self) -> list[ColumnElement[bool]]:
+    def where(self, months: bool = True) -> list[ColumnElement[bool]]:
+        """The plan's rows; ``months=False`` for figures by a unit finer than a month,
+        which month rows cannot split."""
         r = self.store.rollup.c
-        return [r.grain == self.grain, self.span(self.since, self.until), *self.conditions]
+        return [r.grain == self.grain, self.span(self.since, self.until, months), *self.conditions]
 
-    def span(self, since: datetime, until: datetime) -> ColumnElement[bool]:
+    def span(self, since: datetime, until: datetime, months: bool = True) -> ColumnElement[bool]:
         """The rows of buckets in ``[since, until)``: of the plan's tier, except that
-        days still open are read from their 15-minute rows."""
+        days still open are read from their 15-minute rows and, with ``months``, whole
+        months that have month rows from those."""
+        r = self.store.rollup.c
+        if self.tier == DAY and months and self.months_before is not None:
+            tz = zone(self.filters.tz)
+            first = month_start(since, tz)
+            if first < since:
+                first = next_month(first, tz)
+            last = min(month_start(until, tz), self.months_before)
+            if self.open_from is not None:
+                last = min(last, self.open_from)
+            if first < last:
+                parts = [sa.and_(r.tier == MONTH, r.bucket >= first, r.bucket < last)]
+                if since < first:
+                    parts.append(self._days(since, first))
+                if last < until:
+                    parts.append(self._days(last, until))
+                return sa.or_(*parts)
+        return self._days(since, until)
+
+    def _days(self, since: datetime, until: datetime) -> ColumnElement[bool]:
         r = self.store.rollup.c
         cut = self.open_from
         if self.tier == QUARTER or cut is None or cut >= until:
@@ -87,7 +112,10 @@ class Plan:
         return self.regrained(grain)
 
     def regrained(self, grain: int) -> Plan:
-        return plan_for(self.store, self.filters, grain, self.tier, self.dialect, self.open_from)
+        return plan_for(
+            self.store, self.filters, grain, self.tier, self.dialect, self.open_from,
+            self.months_before,
+        )
 
 
 def plan(
@@ -116,7 +144,7 @@ def plan(
         grain = STATUS
     else:
         grain = CLASS
-    found = plan_for(store, filters, grain, tier, conn.dialect, state.open_from)
+    found = plan_for(store, filters, grain, tier, conn.dialect, state.open_from, state.months_before)
     if filters.path is not None and _folded(conn, found):
         return None  # a folded path could match: only the raw rows know
     return found
@@ -134,7 +162,7 @@ def usable(state: State | None, filters: Filters) -> bool:
 
 def plan_for(
     store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any,
-    open_from: datetime | None = None,
+    open_from: datetime | None = None, months_before: datetime | None = None,
 ) -> Plan:
     r = store.rollup.c
     conditions: list[ColumnElement[bool]] = []
@@ -158,7 +186,7 @@ def plan_for(
         conditions.append(r.is_bot.is_(True))
     elif filters.bots == "exclude":
         conditions.append(sa.or_(r.is_bot.is_(None), r.is_bot.is_(False)))
-    return Plan(store, grain, tier, filters, dialect, tuple(conditions), open_from)
+    return Plan(store, grain, tier, filters, dialect, tuple(conditions), open_from, months_before)
 
 
 def _folded(conn: sa.Connection, found: Plan) -> bool:
@@ -230,7 +258,8 @@ def kpis(conn: sa.Connection, found: Plan) -> queries.Kpis:
 def timeseries(conn: sa.Connection, found: Plan, unit: t.Any, starts: list[datetime]) -> queries.Series:
     r = found.store.rollup.c
     rows = conn.execute(
-        sa.select(r.bucket, r.hits, r.times, r.visitors).where(*found.where())
+        sa.select(r.bucket, r.hits, r.times, r.visitors)
+        .where(*found.where(months=unit in ("month", "year")))
     ).all()
     per: list[list[t.Any]] = [[] for _ in starts]
     for row in rows:

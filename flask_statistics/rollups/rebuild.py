@@ -57,6 +57,18 @@ def next_day(start: datetime, tz: tzinfo) -> datetime:
     return local_midnight_utc(to_local(start, tz).date() + timedelta(days=1), tz)
 
 
+def month_start(moment: datetime, tz: tzinfo) -> datetime:
+    """The first instant (naive UTC) of the local month holding ``moment``."""
+    return local_midnight_utc(to_local(moment, tz).date().replace(day=1), tz)
+
+
+def next_month(start: datetime, tz: tzinfo) -> datetime:
+    """The first instant (naive UTC) of the local month after the one holding ``start``."""
+    first = to_local(start, tz).date().replace(day=1)
+    following = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    return local_midnight_utc(following, tz)
+
+
 def today_start(tz: tzinfo) -> datetime:
     """The first instant (naive UTC) of the current local day."""
     return day_start(datetime.now(timezone.utc).replace(tzinfo=None), tz)
@@ -80,6 +92,7 @@ def rebuild_day(
     with engine.begin() as conn:
         store.lock(conn)
         store.delete_period(conn, start, end)
+        store.reopen_months(conn, month_start(start, tz))
         # Streamed in slices: bounded memory whatever the day holds.
         result = conn.execute(
             sa.select(*columns)
@@ -89,7 +102,7 @@ def rebuild_day(
         for rows in result.partitions():
             read += len(rows)
             totals.add(_facts(rows))
-        store.apply(conn, totals.rollup(DayOf(tz), store.quarters_from(), store.open_from(conn)))
+        store.apply(conn, totals.rollup(DayOf(tz), store.quarters_from(), *store.cuts(conn)))
     return read
 
 
@@ -190,12 +203,13 @@ class Backfill(MaintenanceTask):
         with engine.begin() as conn:
             self.store.lock(conn)
             last = conn.execute(sa.select(sa.func.max(date))).scalar()
+            self.store.reopen_months(conn, None)
             self.store.set_state(
                 conn,
                 zone=self.zone_name,
                 backfill_before=None if last is None else first_day_after(self.tz)(_naive(last)),
                 # Rebuilt days get day rows in the new zone; then the open days are
-                # chosen again (see compact.close_days).
+                # chosen again (see compact.close_days), and so are the months.
                 open_from=None,
             )
         logger.warning(

@@ -1,5 +1,6 @@
 """``STATISTICS_ROLLUP_RETENTION``: rollup rows older than the period are deleted,
-in small batches, on the writer's thread."""
+in small batches, on the writer's thread. Whole local months go at once, so a month's
+row and its days always count the same requests."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from ..filters import zone
 from ..retention import cutoff_before
-from .store import Store
-from .tables import DAY, GRAINS, QUARTER
+from .rebuild import month_start
+from .store import Store, _naive
+from .tables import GRAINS, QUARTER, TIERS
 
 BATCH = 1000
 
@@ -28,7 +31,7 @@ class DetailRetention:
         if cutoff is None or not self.store.present(engine):
             return
         with engine.connect() as conn:
-            open_from = self.store.open_from(conn)
+            open_from, _months = self.store.cuts(conn)
         # Days without day rows yet keep their quarters: they are all they have.
         if open_from is not None:
             cutoff = min(cutoff, open_from)
@@ -59,4 +62,10 @@ class RollupRetention:
     def __call__(self, engine: sa.Engine) -> None:
         if not self.store.present(engine):
             return
-        _delete(engine, self.store, [QUARTER, DAY], cutoff_before(self.period))
+        with engine.connect() as conn:
+            state = self.store.read_state(conn)
+        if state is None:
+            return
+        # The months that ended before the cutoff.
+        cutoff = month_start(_naive(cutoff_before(self.period)), zone(state.zone))
+        _delete(engine, self.store, list(TIERS), cutoff)

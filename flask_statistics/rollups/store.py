@@ -23,12 +23,12 @@ from ..bulk import ManyValues, copy_rows, copy_statement, values_insert, values_
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
-from .tables import CAPPED, DAY, GRAINS, QUARTER, rollup_table, state_table
+from .tables import CAPPED, DAY, GRAINS, MONTH, QUARTER, TIERS, rollup_table, state_table
 
 logger = logging.getLogger("flask_statistics")
 
 #: Most path rows one bucket keeps; further paths are folded into "other".
-PATH_CAP = {QUARTER: 1000, DAY: 5000}
+PATH_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000}
 _CHUNK = 500
 _SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
 _INSERTED = ("key", "tier", "grain", "bucket", "route", "path", "other", "method", "status", "is_bot", *_SUMS)
@@ -57,6 +57,7 @@ class State:
     backfill_from: datetime | None
     stale_since: datetime | None
     open_from: datetime | None = None
+    months_before: datetime | None = None
 
 
 def _utcnow() -> datetime:
@@ -110,19 +111,39 @@ class Store:
     def read_state(self, conn: sa.Connection) -> State | None:
         s = self.state.c
         row = conn.execute(
-            sa.select(s.zone, s.backfill_before, s.backfill_from, s.stale_since, s.open_from)
-            .where(s.id == 1)
+            sa.select(
+                s.zone, s.backfill_before, s.backfill_from, s.stale_since, s.open_from,
+                s.months_before,
+            ).where(s.id == 1)
         ).first()
         if row is None:
             return None
         return State(*(value if value is None or i == 0 else _naive(value) for i, value in enumerate(row)))
 
-    def open_from(self, conn: sa.Connection) -> datetime | None:
-        """The first local day without day rows (see the state table); read under
-        :meth:`lock` so that a compaction cannot move it before the batch commits."""
+    def cuts(self, conn: sa.Connection) -> tuple[datetime | None, datetime | None]:
+        """The first local day without day rows and the first local month without
+        month rows (see the state table); read under :meth:`lock` so that a
+        compaction cannot move them before the batch commits."""
         s = self.state.c
-        found = conn.execute(sa.select(s.open_from).where(s.id == 1)).scalar()
-        return None if found is None else _naive(found)
+        found = conn.execute(sa.select(s.open_from, s.months_before).where(s.id == 1)).first()
+        if found is None:
+            return None, None
+        return tuple(None if v is None else _naive(v) for v in found)  # type: ignore[return-value]
+
+    def reopen_months(self, conn: sa.Connection, since: datetime | None) -> None:
+        """Drop the month rows of the local months from ``since`` (None: all), whose
+        days are about to change; a compaction merges them again. Call under
+        :meth:`lock`."""
+        s, r = self.state.c, self.rollup.c
+        where = [r.grain.in_(GRAINS), r.tier == MONTH]
+        moved = sa.update(self.state).where(s.id == 1)
+        if since is None:
+            moved = moved.values(months_before=None)
+        else:
+            where.append(r.bucket >= since)
+            moved = moved.where(s.months_before > since).values(months_before=since)
+        if conn.execute(moved).rowcount:
+            conn.execute(sa.delete(self.rollup).where(*where))
 
     def ensure_state(
         self, engine: sa.Engine, zone: str, first_day_after: t.Callable[[datetime], datetime],
@@ -219,7 +240,7 @@ class Store:
         r = self.rollup.c
         buckets = {(k[0], k[1]) for k in new}
         counts: dict[tuple[int, datetime, int], int] = {}
-        for tier in (QUARTER, DAY):
+        for tier in TIERS:
             times = sorted(b for t_, b in buckets if t_ == tier)
             if not times:
                 continue

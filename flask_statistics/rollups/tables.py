@@ -8,6 +8,8 @@ import sqlalchemy as sa
 #: Tiers: the width of a row's time bucket.
 QUARTER = 0  # 15 minutes, starting on a UTC quarter hour
 DAY = 1  # a local day of the zone recorded in the state row
+MONTH = 2  # a local month of that zone, once all its days are over
+TIERS = (QUARTER, DAY, MONTH)
 #: Grains: which dimensions a row keeps (the others are NULL).
 CLASS = 0  # status class (in ``status``: 1-5, 0 for codes outside 100-599), is_bot
 STATUS = 1  # method, status, is_bot
@@ -100,6 +102,9 @@ def state_table(table: sa.Table) -> sa.Table:
         # 15-minute rows only, and made into day rows once over (None: every day has
         # its day rows). Writers then touch one tier, not two.
         sa.Column("open_from", sa.DateTime),
+        # Local months starting before this have month rows, the merge of their day
+        # rows, which writers keep adding late rows to (None: no month has them yet).
+        sa.Column("months_before", sa.DateTime),
         sa.Column("created", sa.DateTime, nullable=False),
         schema=table.schema,
     )

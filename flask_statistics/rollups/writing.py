@@ -61,10 +61,10 @@ class Rollups:
 
     def apply(self, conn: sa.Connection, totals: Totals) -> None:
         """Add the batch to its rollup rows; call under :meth:`lock`, which keeps a
-        compaction from closing a day between reading ``open_from`` and the commit."""
+        compaction from closing a day or a month between reading the cuts and the commit."""
         store = self.store
         try:
-            entries = totals.rollup(self.day_of, store.quarters_from(), store.open_from(conn))
+            entries = totals.rollup(self.day_of, store.quarters_from(), *store.cuts(conn))
             store.apply(conn, entries)
         except Exception as exc:
             raise RollupFailed from exc
