@@ -188,17 +188,18 @@ class Tables:
         with self.engine.begin() as conn:
             conn.execute(self.table.insert(), rows)
 
-    def rebuild(self, tz_name: str = "UTC") -> None:
+    def rebuild(self, tz_name: str = "UTC", months: bool = True) -> None:
         """The rollups of every row, as `flask statistics rebuild` leaves them: today
         in 15-minute rows, earlier days in day rows, months that are over in month
-        rows."""
+        rows (unless ``months`` is false)."""
         tz = zone(tz_name)
         self.store.ensure_state(self.engine, tz_name, lambda m: m, open_from=today_start(tz))
         for day in days_with_rows(self.engine, self.table, tz, None, None):
             rebuild_day(self.engine, self.store, day, tz)
         with self.engine.begin() as conn:
             self.store.set_state(conn, backfill_before=None, zone=tz_name)
-        close_months(self.engine, self.store, tz_name)
+        if months:
+            close_months(self.engine, self.store, tz_name)
 
     def drop(self) -> None:
         self.store.rollup.drop(self.engine, checkfirst=True)

@@ -247,7 +247,7 @@ def test_a_failing_rollup_task_logs_each_kind_of_failure_once(
         return False
 
     monkeypatch.setattr(compact, "close_days", work)
-    monkeypatch.setattr(compact, "close_months", lambda *args: 0)
+    monkeypatch.setattr(compact, "close_months", lambda *args, **kwargs: 0)
     monkeypatch.setattr(Backfill, "_step", work)
     store = Store(sa.Table("requests", sa.MetaData(), sa.Column("index", sa.Integer, primary_key=True)))
     monkeypatch.setattr(store, "present", lambda engine: True)
@@ -416,6 +416,20 @@ def test_late_rows_and_rebuilt_days_keep_month_rows_exact(tables: Tables) -> Non
     task = Backfill(tables.store, "Asia/Kolkata")
     task(tables.engine)
     assert month_rows(tables) == 0
+
+
+def test_the_writer_task_merges_one_month_per_run(tables: Tables) -> None:
+    tables.insert(random_rows(random.Random(24), *SPRING, 1000))
+    tables.rebuild(months=False)
+    assert month_rows(tables) == 0
+    task = Compaction(tables.store, "UTC")
+    merged = []
+    for _ in range(3):
+        task(tables.engine)  # due again at once after a run that merged a month
+        with tables.engine.connect() as conn:
+            merged.append(t.cast(t.Any, tables.store.read_state(conn)).months_before)
+    assert merged == [datetime(2024, 2, 1), datetime(2024, 3, 1), datetime(2024, 4, 1)]
+    assert month_rows(tables) > 0
 
 
 def test_month_rows_fold_paths_beyond_their_cap(tables: Tables, monkeypatch: pytest.MonkeyPatch) -> None:

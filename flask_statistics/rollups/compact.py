@@ -68,12 +68,13 @@ def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | 
         closed += 1
 
 
-def close_months(engine: sa.Engine, store: Store, zone_name: str) -> int:
+def close_months(engine: sa.Engine, store: Store, zone_name: str, limit: int | None = None) -> int:
     """Merge every local month whose days all have day rows (they end before
-    ``open_from``) but that has no month rows yet; returns how many."""
+    ``open_from``) but that has no month rows yet, oldest first, at most ``limit``;
+    returns how many."""
     tz = zone(zone_name)
     closed = 0
-    while True:
+    while limit is None or closed < limit:
         with engine.begin() as conn:
             if not store.lock(conn):
                 return closed
@@ -99,6 +100,7 @@ def close_months(engine: sa.Engine, store: Store, zone_name: str) -> int:
             store.apply(conn, _merged(conn, store, DAY, MONTH, start, end))
             store.set_state(conn, months_before=end)
         closed += 1
+    return closed
 
 
 def _delete_tier(
@@ -154,7 +156,8 @@ def _merged(
 
 class Compaction(MaintenanceTask):
     """A writer maintenance task: :func:`close_days`, then :func:`close_months`, at
-    most once a minute."""
+    most once a minute. Months are merged one per run, and the next run follows the
+    next drain: the first merge of years of months must not hold the writer up."""
 
     __name__ = "rollup compaction"
     retry_after = CHECK_EVERY
@@ -164,7 +167,8 @@ class Compaction(MaintenanceTask):
         super().__init__(store)
         self.zone_name = zone_name
 
-    def run(self, engine: sa.Engine) -> None:
-        if self.store.present(engine):
-            close_days(engine, self.store, self.zone_name)
-            close_months(engine, self.store, self.zone_name)
+    def run(self, engine: sa.Engine) -> float | None:
+        if not self.store.present(engine):
+            return None
+        close_days(engine, self.store, self.zone_name)
+        return 0.0 if close_months(engine, self.store, self.zone_name, limit=1) else None

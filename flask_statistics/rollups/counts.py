@@ -29,6 +29,18 @@ def decode(data: bytes | None) -> tuple[Counts, int]:
     return {value: count for value, count in found["v"]}, int(found.get("other", 0))
 
 
+def add_encoded(into: Counts, data: bytes | None) -> int:
+    """Add the counts of an encoded row to ``into`` without building them first;
+    returns the row's "other" hits."""
+    if not data:
+        return 0
+    found = json.loads(data if isinstance(data, (bytes, bytearray)) else bytes(data))
+    get = into.get
+    for value, count in found["v"]:
+        into[value] = get(value, 0) + count
+    return int(found.get("other", 0))
+
+
 def add(into: Counts, counts: Counts) -> None:
     for value, count in counts.items():
         into[value] = into.get(value, 0) + count

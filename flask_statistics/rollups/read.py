@@ -324,9 +324,7 @@ def _top_counts(conn: sa.Connection, found: Plan, limit: int, key: Key | None) -
     total: dict[t.Any, int] = {}
     other = 0
     for (blob,) in conn.execute(sa.select(r.counts).where(*found.where())):
-        values, folded = counts.decode(blob)
-        counts.add(total, values)
-        other += folded
+        other += counts.add_encoded(total, blob)
     if key is not None:
         # Values past a row's cap were folded before grouping: they stay "other".
         total = group(total.items(), key)
