@@ -309,7 +309,12 @@ class _Core:
                     logger.warning("statistics writer recovered")
                 continue
             if kind == faults.ROW:
-                table_ok = True
+                if not table_ok:
+                    # The table takes inserts now, but it may have been created just
+                    # after the insert failed: try the chunk once more before
+                    # blaming its rows.
+                    table_ok = True
+                    continue
                 chunks.pop()
                 if len(chunk) == 1:
                     self._reject(chunk[0])

@@ -106,6 +106,28 @@ def test_rows_are_written_once_the_table_exists(make_app):
     assert statistics.health().dropped == 0
 
 
+def test_a_table_created_while_a_write_fails_loses_no_row(make_app, monkeypatch):
+    # The insert fails on the missing table, then the table appears before the writer
+    # checks whether it takes inserts: the rows were not to blame, and are written.
+    from flask_statistics import faults
+
+    app, db, model, statistics = make_app(create=False, config={"STATISTICS_FLUSH_INTERVAL": 0.05})
+    hello(app)
+    probe = faults.accepts_inserts_probe
+
+    def created_meanwhile(table):
+        with app.app_context():
+            model.__table__.create(db.engine, checkfirst=True)
+        return probe(table)
+
+    monkeypatch.setattr(faults, "accepts_inserts_probe", created_meanwhile)
+    # One row: a batch of several would be split, and its halves written.
+    app.test_client().get("/")
+    assert len(rows(app, statistics)) == 1
+    health = statistics.health()
+    assert (health.written, health.rejected, health.dropped) == (1, 0, 0)
+
+
 def test_batches_are_written_in_order(make_app):
     app, db, model, statistics = make_app(config={"STATISTICS_BATCH_SIZE": 7})
     client = app.test_client()
