@@ -267,11 +267,24 @@ def test_a_failing_rollup_task_logs_each_kind_of_failure_once(
     assert all(m.startswith("flask-statistics could not ") for m in logged)
 
 
+def write_late(tables: Tables, tz: str, late: list[dict[str, t.Any]]) -> None:
+    """Insert ``late`` rows and add them to the rollups in one transaction, as the
+    writer does with a batch."""
+    from flask_statistics.rollups.writing import Rollups
+
+    rollups = Rollups(tables.store, tz)
+    facts = [(row["date"], row["method"], row["status_code"], row["path"], None, row["response_time"],
+              row["size"], row["remote_address"], None, row["browser"], row["platform"], row["referrer"])
+             for row in late]
+    with tables.engine.begin() as conn:
+        assert rollups.lock(conn)
+        conn.execute(tables.table.insert(), late)
+        rollups.apply(conn, rollups.entries(facts))
+
+
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu"])
 def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: str) -> None:
     from flask_statistics.rollups.compact import close_days
-    from flask_statistics.rollups.tables import DAY as DAY_TIER
-    from flask_statistics.rollups.writing import Rollups
 
     rng = random.Random(12)
     week = Filters.between(WEEK.start_day, WEEK.end_day, tz=tz)  # New York's DST starts on the 10th
@@ -304,15 +317,7 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
     assert_same(tables, Filters.between(week.end_day, week.end_day + timedelta(days=1), tz=tz))
 
     # A late batch for a merged day adds to both its tiers, as the writer does it.
-    rollups = Rollups(tables.store, tz)
-    late = random_rows(rng, week.since + 2 * DAY, week.since + 2 * DAY + HOUR, 300)
-    facts = [(row["date"], row["method"], row["status_code"], row["path"], None, row["response_time"],
-              row["size"], row["remote_address"], None, row["browser"], row["platform"], row["referrer"])
-             for row in late]
-    with tables.engine.begin() as conn:
-        assert rollups.lock(conn)
-        conn.execute(tables.table.insert(), late)
-        rollups.apply(conn, rollups.entries(facts))
+    write_late(tables, tz, random_rows(rng, week.since + 2 * DAY, week.since + 2 * DAY + HOUR, 300))
     assert_same(tables, week)
     assert_same(tables, Filters.between(week.start_day + timedelta(days=2), week.start_day + timedelta(days=2), tz=tz))
 
@@ -376,7 +381,6 @@ def test_long_ranges_read_whole_months_from_month_rows(tables: Tables, tz: str) 
 
 def test_late_rows_and_rebuilt_days_keep_month_rows_exact(tables: Tables) -> None:
     from flask_statistics.rollups.compact import close_months
-    from flask_statistics.rollups.writing import Rollups
 
     tz = "Europe/Berlin"
     rng = random.Random(22)
@@ -386,15 +390,7 @@ def test_late_rows_and_rebuilt_days_keep_month_rows_exact(tables: Tables) -> Non
     assert month_rows(tables, datetime(2024, 3, 1)) > 0
 
     # A late batch for a merged month adds to its month rows too, as the writer does it.
-    rollups = Rollups(tables.store, tz)
-    late = random_rows(rng, datetime(2024, 3, 30, 23), datetime(2024, 3, 31, 3), 300)  # across the DST change
-    facts = [(row["date"], row["method"], row["status_code"], row["path"], None, row["response_time"],
-              row["size"], row["remote_address"], None, row["browser"], row["platform"], row["referrer"])
-             for row in late]
-    with tables.engine.begin() as conn:
-        assert rollups.lock(conn)
-        conn.execute(tables.table.insert(), late)
-        rollups.apply(conn, rollups.entries(facts))
+    write_late(tables, tz, random_rows(rng, datetime(2024, 3, 30, 23), datetime(2024, 3, 31, 3), 300))  # across the DST change
     assert_same(tables, long)
     assert_same(tables, Filters.between(date(2024, 3, 1), date(2024, 4, 30), tz=tz))
 
@@ -611,7 +607,6 @@ def test_a_failing_rollup_update_keeps_the_rows_and_marks_the_rollups_stale(
 def test_random_paths_leave_the_rollups_bounded(make_app: t.Any) -> None:
     from flask_statistics.capture import Record
     from flask_statistics.rollups.compact import close_days
-    from flask_statistics.rollups.tables import DAY as DAY_TIER
     import calendar
 
     app, db, _model, statistics = make_app(model="default", config={"STATISTICS_QUEUE_SIZE": 200_000})

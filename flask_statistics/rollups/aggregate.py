@@ -163,6 +163,11 @@ def method_key(method: str | None) -> str | None:
     return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
+def month_start(moment: datetime, tz: tzinfo) -> datetime:
+    """The first instant (naive UTC) of the local month holding ``moment``."""
+    return local_midnight_utc(to_local(moment, tz).date().replace(day=1), tz)
+
+
 class DayOf:
     """The local day (as its first naive UTC instant) of each quarter, cached: local
     days start on a quarter hour in every zone in use today. :meth:`month` gives the
@@ -178,8 +183,7 @@ class DayOf:
         if month is None:
             if len(self._months) > 4096:
                 self._months.clear()
-            local = to_local(day, self.tz).date().replace(day=1)
-            month = self._months[day] = local_midnight_utc(local, self.tz)
+            month = self._months[day] = month_start(day, self.tz)
         return month
 
     def __call__(self, quarter: datetime) -> datetime:

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from ..filters import zone
 from ..sketches import Histogram, Visitors
 from . import counts
-from .aggregate import Entry, Key
+from .aggregate import Entry, Key, month_start
 from .maintenance import MaintenanceTask
-from .rebuild import day_start, month_start, next_day, next_month
+from .rebuild import day_start, next_day, next_month
 from .store import Store, _naive
 from .tables import CLASS, DAY, GRAINS, MONTH, QUARTER
 

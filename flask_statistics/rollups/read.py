@@ -21,9 +21,9 @@ from ..dialects import exact_text, int_div, text_equals, text_startswith
 from ..filters import Filters, zone
 from ..grouping import Key, group, key_for, rank
 from ..sketches import Histogram, Visitors
-from .aggregate import method_key, quarter_aligned, quarter_start
+from .aggregate import method_key, month_start, quarter_aligned, quarter_start
 from . import counts
-from .rebuild import month_start, next_month
+from .rebuild import next_month
 from .store import State, Store, _naive
 from .tables import CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ..buckets import to_local
 from ..dialects import as_double
 from ..filters import local_midnight_utc, zone
-from .aggregate import DayOf, Fact, Totals
+from .aggregate import DayOf, Fact, Totals, month_start
 from .maintenance import MaintenanceTask
 from .store import Store, _naive
 
@@ -55,11 +55,6 @@ def day_start(moment: datetime, tz: tzinfo) -> datetime:
 
 def next_day(start: datetime, tz: tzinfo) -> datetime:
     return local_midnight_utc(to_local(start, tz).date() + timedelta(days=1), tz)
-
-
-def month_start(moment: datetime, tz: tzinfo) -> datetime:
-    """The first instant (naive UTC) of the local month holding ``moment``."""
-    return local_midnight_utc(to_local(moment, tz).date().replace(day=1), tz)
 
 
 def next_month(start: datetime, tz: tzinfo) -> datetime:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..filters import zone
 from ..retention import cutoff_before
-from .rebuild import month_start
+from .aggregate import month_start
 from .store import Store, _naive
 from .tables import GRAINS, QUARTER, TIERS
 
