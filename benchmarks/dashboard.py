@@ -68,6 +68,8 @@ FILTERED = {
     "method=POST": "method=POST",
     "path /api prefix": "path=/api&path_match=prefix",
     "browser": "browser=Firefox%20133.0",
+    "browser family": "browser=Chrome",
+    "platform": "platform=Windows&status_class=2",
 }
 
 

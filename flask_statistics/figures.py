@@ -124,6 +124,6 @@ def top_paths(
     limit: int = 20, by: str = "path",
 ) -> list[queries.PathStats]:
     found = _plan(conn, store, filters)
-    if found is None:
+    if found is None or not read.ranks_paths(found):
         return queries.top_paths(conn, table, filters, limit, by)
     return read.top_paths(conn, found, limit, by)

@@ -2,12 +2,19 @@
 
 Every batch the writer inserts also adds its requests to rollup rows, in the same
 transaction: one row per 15-minute UTC bucket (every time zone's hours and days start
-on one) and per local day of the dashboard's time zone, at three grains:
+on one), per local day of the dashboard's time zone and per local month, at these
+grains (see :mod:`.tables`):
 
 - ``CLASS``: status class and bot flag (the unfiltered dashboard);
 - ``STATUS``: method, status code and bot flag (status and method filters);
-- ``PATH``: route, path, method, status code and bot flag (path and route filters, the
-  top paths). Paths beyond a bucket's cap are folded into one "other" row per route.
+- ``ROUTE`` and ``PATH``: route, path, method, status code and bot flag (path and route
+  filters, the top paths). Paths beyond a bucket's cap are folded into one "other" row
+  per route.
+- ``AGENT``: browser, platform, method, status code and bot flag, with referrer counts
+  (browser and platform filters). Browsers beyond the cap fold into one row per
+  platform.
+- ``BROWSER``, ``PLATFORM``, ``REFERRER``: the value counts of the top lists, per
+  method, status code and bot flag.
 
 Counts and sums are exact; response times are kept in log-spaced histograms (1 %
 relative error) and visitors in a HyperLogLog sketch that stays exact while small.

@@ -17,7 +17,7 @@ from ..filters import METHODS, local_midnight_utc
 from ..sketches import Histogram, Visitors
 from .counts import add as add_counts
 from .tables import (
-    BROWSER, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER,
+    AGENT, BROWSER, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER,
     ROUTE, ROUTE_LENGTH, STATUS,
 )
 
@@ -123,8 +123,8 @@ class Entry:
             self.visitors.add_hashes(visitors)
 
     def copy(self) -> Entry:
-        """A new entry with the same sums (what merging this one into an empty one
-        gives)."""
+        """A new entry with the same sums and counts (what merging this one into an
+        empty one gives)."""
         entry = Entry.__new__(Entry)
         entry.hits = self.hits
         entry.bytes = self.bytes
@@ -133,8 +133,8 @@ class Entry:
         entry.last_seen = self.last_seen
         entry.times = self.times.copy()
         entry.visitors = self.visitors.copy()
-        entry.counts = None
-        entry.counts_other = 0
+        entry.counts = None if self.counts is None else dict(self.counts)
+        entry.counts_other = self.counts_other
         return entry
 
     def merge(self, other: Entry) -> None:
@@ -146,6 +146,11 @@ class Entry:
             self.last_seen = other.last_seen
         self.times.merge(other.times)
         self.visitors.merge(other.visitors)
+        if other.counts is not None:
+            if self.counts is None:
+                self.counts = {}
+            add_counts(self.counts, other.counts)
+        self.counts_other += other.counts_other
 
 
 def quarter_start(moment: datetime) -> datetime:
@@ -196,6 +201,9 @@ class DayOf:
         return day
 
 
+_referrer = itemgetter(11)
+
+
 def _cut(value: str | None, length: int) -> str | None:
     return value if value is None or len(value) <= length else value[:length]
 
@@ -208,6 +216,9 @@ class Totals:
         self.entries: dict[tuple[t.Any, ...], Entry] = {}
         #: (quarter, grain, method, status, is_bot) -> {value: hits}, for top lists.
         self.tops: dict[tuple[t.Any, ...], dict[t.Optional[str], int]] = {}
+        #: (quarter, browser, platform, method, status, is_bot) -> entry, with the
+        #: hits of each referrer in its counts.
+        self.agents: dict[tuple[t.Any, ...], Entry] = {}
         self._hashes: dict[str, int] = {}
 
     def add(self, facts: t.Iterable[Fact]) -> None:
@@ -216,6 +227,7 @@ class Totals:
         # added in, are those of adding the facts one by one.
         groups: dict[tuple[t.Any, ...], list[Fact]] = {}
         top_groups: dict[tuple[t.Any, ...], list[Fact]] = {}
+        agent_groups: dict[tuple[t.Any, ...], list[Fact]] = {}
         quarter = end = None
         for fact in facts:
             date = fact[0]
@@ -235,6 +247,12 @@ class Totals:
                 top_groups[top] = [fact]
             else:
                 group.append(fact)
+            agent = (quarter, fact[9], fact[10], fact[1], fact[2], fact[8])
+            group = agent_groups.get(agent)
+            if group is None:
+                agent_groups[agent] = [fact]
+            else:
+                group.append(fact)
         entries = self.entries
         hashes = self._hashes
         if len(hashes) > 100_000:
@@ -245,6 +263,14 @@ class Totals:
                 entry = entries[key] = Entry()
             # Bots are not counted as visitors.
             entry.add_all(group, None if key[5] else hashes)
+        agents = self.agents
+        for key, group in agent_groups.items():
+            entry = agents.get(key)
+            if entry is None:
+                entry = agents[key] = Entry()
+                entry.counts = {}
+            entry.add_all(group, None if key[5] else hashes)
+            _count(entry.counts, map(_referrer, group))
         tops = self.tops
         for (quarter, method, status, is_bot), group in top_groups.items():
             for grain, place in _TOP_VALUES:
@@ -293,6 +319,13 @@ class Totals:
                 into((tier, bucket, ROUTE, route, None, False, method, status, is_bot), entry)
                 into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry)
                 into((tier, bucket, CLASS, None, None, False, None, cls, is_bot), entry)
+        for (quarter, browser, platform, method, status, is_bot), entry in self.agents.items():
+            day = day_of(quarter)
+            method = method_key(_cut(method, METHOD_LENGTH))
+            platform = _cut(platform, ROUTE_LENGTH)
+            browser = _cut(browser, PATH_LENGTH)
+            for tier, bucket in tiers(quarter, day):
+                into((tier, bucket, AGENT, platform, browser, False, method, status, is_bot), entry)
         for (quarter, grain, method, status, is_bot), counts in self.tops.items():
             day = day_of(quarter)
             method = method_key(_cut(method, METHOD_LENGTH))

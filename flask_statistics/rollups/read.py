@@ -19,16 +19,19 @@ from sqlalchemy.sql.elements import ColumnElement
 from .. import queries
 from ..dialects import exact_text, int_div, text_equals, text_startswith
 from ..filters import Filters, zone
-from ..grouping import Key, group, key_for, rank
+from ..grouping import Key, browser_condition, group, key_for, rank
 from ..sketches import Histogram, Visitors
 from .aggregate import method_key, month_start, quarter_aligned, quarter_start
 from . import counts
 from .rebuild import next_month
 from .store import State, Store, _naive
-from .tables import CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
+from .tables import AGENT, CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
 
 #: Filters only the raw rows can answer.
-RAW_ONLY = ("browser", "platform", "remote_address", "user_agent", "referrer")
+RAW_ONLY = ("remote_address", "user_agent", "referrer")
+#: Filters the ``AGENT`` grain answers, on their own or with status, method and bots
+#: (not with a path or a route: no grain keeps both).
+AGENT_FILTERS = ("browser", "platform")
 
 
 class _Other:
@@ -112,6 +115,10 @@ class Plan:
         return self.regrained(grain)
 
     def regrained(self, grain: int) -> Plan:
+        if self.grain == AGENT:
+            # Only the agent grain keeps browsers and platforms: another would drop
+            # the filter.
+            raise ValueError("a view filtered by browser or platform is read from its own rows")
         return plan_for(
             self.store, self.filters, grain, self.tier, self.dialect, self.open_from,
             self.months_before,
@@ -136,7 +143,12 @@ def plan(
     kept = store.quarters_from()
     if tier == QUARTER and kept is not None and filters.since < kept:
         return None  # 15-minute rows of that period are no longer kept
-    if filters.path is not None:
+    agent = any(getattr(filters, name) is not None for name in AGENT_FILTERS)
+    if agent and (filters.path is not None or filters.route is not None):
+        return None
+    if agent:
+        grain = AGENT
+    elif filters.path is not None:
         grain = PATH
     elif filters.route is not None:
         grain = ROUTE
@@ -147,6 +159,8 @@ def plan(
     found = plan_for(store, filters, grain, tier, conn.dialect, state.open_from, state.months_before)
     if filters.path is not None and _folded(conn, found):
         return None  # a folded path could match: only the raw rows know
+    if filters.browser is not None and _folded(conn, found):
+        return None  # so could a folded browser
     return found
 
 
@@ -172,6 +186,11 @@ def plan_for(
         conditions.append(r.other.is_(False))
     if grain in (PATH, ROUTE) and filters.route is not None:
         conditions.append(text_equals(dialect, r.route, filters.route))
+    if grain == AGENT and filters.platform is not None:
+        conditions.append(text_equals(dialect, r.route, filters.platform))
+    if grain == AGENT and filters.browser is not None:
+        conditions.append(browser_condition(dialect, r.path, filters.browser))
+        conditions.append(r.other.is_(False))
     if filters.status is not None:
         conditions.append(r.status == filters.status)
     if filters.status_class is not None:
@@ -190,14 +209,14 @@ def plan_for(
 
 
 def _folded(conn: sa.Connection, found: Plan) -> bool:
-    """Whether the window has folded path rows (any route: a path filter cannot tell
-    which route a folded path had)."""
+    """Whether the window has folded rows of the plan's grain: paths of any route (a
+    path filter cannot tell which route a folded path had), browsers of the filtered
+    platform."""
     r = found.store.rollup.c
-    query = (
-        sa.select(r.id)
-        .where(r.grain == PATH, found.span(found.since, found.until), r.other.is_(True))
-        .limit(1)
-    )
+    where = [r.grain == found.grain, found.span(found.since, found.until), r.other.is_(True)]
+    if found.grain == AGENT and found.filters.platform is not None:
+        where.append(text_equals(found.dialect, r.route, found.filters.platform))
+    query = sa.select(r.id).where(*where).limit(1)
     return conn.execute(query).first() is not None
 
 
@@ -313,10 +332,18 @@ def status_classes(conn: sa.Connection, found: Plan) -> list[tuple[str, int]]:
 
 def ranks(found: Plan, column: str) -> bool:
     """Whether rollups hold the top list of ``column`` for ``found``'s filters: the
-    browser, platform and referrer lists are kept by method and status, not by path."""
+    browser, platform and referrer lists are kept by method and status, not by path;
+    views filtered by browser or platform have no paths."""
+    if found.grain == AGENT:
+        return column in TOP_GRAINS or column == "method"
     if column in TOP_GRAINS:
         return found.grain in (CLASS, STATUS)  # not narrowed by path or route
     return column in ("method", "path")
+
+
+def ranks_paths(found: Plan) -> bool:
+    """Whether rollups hold the busiest paths of ``found``'s filters."""
+    return found.grain != AGENT
 
 
 def _top_counts(conn: sa.Connection, found: Plan, limit: int, key: Key | None) -> list[tuple[t.Any, int]]:
@@ -327,6 +354,31 @@ def _top_counts(conn: sa.Connection, found: Plan, limit: int, key: Key | None) -
         other += counts.add_encoded(total, blob)
     if key is not None:
         # Values past a row's cap were folded before grouping: they stay "other".
+        total = group(total.items(), key)
+    if other:
+        total[OTHER] = other
+    return rank(total, limit)
+
+
+def _top_agents(
+    conn: sa.Connection, found: Plan, column: str, limit: int, key: Key | None
+) -> list[tuple[t.Any, int]]:
+    """A top list from agent rows: referrers from their counts, browsers (in ``path``;
+    a folded row's are "other") and platforms (in ``route``) from the rows."""
+    if column == "referrer":
+        return _top_counts(conn, found, limit, key)
+    r = found.store.rollup.c
+    keys = [r.other, exact_text(conn.dialect, r.path)] if column == "browser" else [exact_text(conn.dialect, r.route)]
+    labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
+    query = sa.select(*labelled, sa.func.sum(r.hits)).where(*found.where()).group_by(*labelled)
+    total: dict[t.Any, int] = {}
+    other = 0
+    for *values, hits in conn.execute(query):
+        if len(values) == 2 and values[0]:
+            other += int(hits)
+        else:
+            total[values[-1]] = int(hits)
+    if key is not None:
         total = group(total.items(), key)
     if other:
         total[OTHER] = other
@@ -350,6 +402,8 @@ def top(
         keys = [r.other, value]
     elif column in TOP_GRAINS:
         key = key_for(column, found.filters) if grouped else None
+        if found.grain == AGENT:
+            return _top_agents(conn, found, column, limit, key)
         return _top_counts(conn, found.regrained(TOP_GRAINS[column]), limit, key)
     else:
         raise ValueError(f"rollups rank methods, paths, browsers, platforms and referrers, not {column!r}")

@@ -20,18 +20,23 @@ BROWSER = 3
 PLATFORM = 4
 REFERRER = 5
 ROUTE = 6  # route, method, status, is_bot
-GRAINS = (CLASS, STATUS, PATH, BROWSER, PLATFORM, REFERRER, ROUTE)
+#: browser (in ``path``), platform (in ``route``), method, status, is_bot, with the
+#: hits of each referrer in ``counts``: the browser and platform filters.
+AGENT = 7
+GRAINS = (CLASS, STATUS, PATH, BROWSER, PLATFORM, REFERRER, ROUTE, AGENT)
 #: The dimensions each grain of the figures keeps.
 DIMENSIONS = {
     CLASS: frozenset(("class", "is_bot")),
     STATUS: frozenset(("class", "method", "status", "is_bot")),
     ROUTE: frozenset(("class", "method", "status", "is_bot", "route")),
     PATH: frozenset(("class", "method", "status", "is_bot", "route", "path")),
+    AGENT: frozenset(("class", "method", "status", "is_bot", "browser", "platform")),
 }
 #: The top-list grain of each column.
 TOP_GRAINS = {"browser": BROWSER, "platform": PLATFORM, "referrer": REFERRER}
-#: Grains whose distinct values a client controls: capped per bucket.
-CAPPED = (PATH,)
+#: Grains whose distinct values a client controls: capped per bucket. A folded row
+#: keeps its ``route`` (a path's route, a browser's platform).
+CAPPED = (PATH, AGENT)
 
 #: Longest path and route kept in a rollup row.
 PATH_LENGTH = 2048
