@@ -20,7 +20,7 @@ from flask_statistics.filters import Filters
 from flask_statistics.rollups import compact, read
 from flask_statistics.rollups.compact import Compaction
 from flask_statistics.rollups.rebuild import Backfill, days_with_rows, rebuild_day
-from flask_statistics.rollups.store import PATH_CAP, Store
+from flask_statistics.rollups.store import AGENT_CAP, PATH_CAP, Store
 from flask_statistics.rollups.tables import AGENT, DAY as DAY_TIER, MONTH, PATH, QUARTER
 from flask_statistics.filters import zone
 
@@ -142,6 +142,7 @@ FILTERS = [
     {"browser": "Firefox 120.0"},
     {"browser": "Firefox"},  # the family: not "firefox 120.0"
     {"browser": "Chrome", "status": 404},
+    {"browser": "Chrome", "status_class": 4},
     {"platform": "Linux"},
     {"platform": "Windows", "status_class": 2, "method": "GET"},
 ]
@@ -443,8 +444,8 @@ def test_the_writer_task_merges_one_month_per_run(tables: Tables) -> None:
 def test_browsers_beyond_the_cap_fold_into_other_and_keep_their_platform(
     tables: Tables, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(PATH_CAP, QUARTER, 30)
-    monkeypatch.setitem(PATH_CAP, DAY_TIER, 30)
+    monkeypatch.setitem(AGENT_CAP, QUARTER, 30)
+    monkeypatch.setitem(AGENT_CAP, DAY_TIER, 30)
     rng = random.Random(31)
     when = WEEK.since + 3 * DAY + 5 * MINUTE
     rows = random_rows(rng, when, when + 5 * MINUTE, 600)

@@ -11,10 +11,9 @@ grains (see :mod:`.tables`):
   filters, the top paths). Paths beyond a bucket's cap are folded into one "other" row
   per route.
 - ``AGENT``: browser, platform, method, status code and bot flag, with referrer counts
-  (browser and platform filters). Browsers beyond the cap fold into one row per
-  platform.
-- ``BROWSER``, ``PLATFORM``, ``REFERRER``: the value counts of the top lists, per
-  method, status code and bot flag.
+  (browser and platform filters, the browser and platform lists). Browsers beyond the
+  cap fold into one row per platform.
+- ``REFERRER``: the referrer counts, per method, status code and bot flag.
 
 Counts and sums are exact; response times are kept in log-spaced histograms (1 %
 relative error) and visitors in a HyperLogLog sketch that stays exact while small.

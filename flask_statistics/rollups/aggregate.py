@@ -17,7 +17,7 @@ from ..filters import METHODS, local_midnight_utc
 from ..sketches import Histogram, Visitors
 from .counts import add as add_counts
 from .tables import (
-    AGENT, BROWSER, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, PLATFORM, QUARTER, REFERRER,
+    AGENT, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, QUARTER, REFERRER,
     ROUTE, ROUTE_LENGTH, STATUS,
 )
 
@@ -28,8 +28,6 @@ Fact = tuple[
     t.Optional[float], t.Optional[int], t.Optional[str], t.Optional[bool],
     t.Optional[str], t.Optional[str], t.Optional[str],
 ]
-#: Where a top-list grain's value is in a fact.
-_TOP_VALUES = ((BROWSER, 9), (PLATFORM, 10), (REFERRER, 11))
 #: tier, bucket, grain, route, path, other, method, status, is_bot.
 Key = tuple[int, datetime, int, t.Optional[str], t.Optional[str], bool, t.Optional[str], t.Optional[int], t.Optional[bool]]
 
@@ -273,12 +271,11 @@ class Totals:
             _count(entry.counts, map(_referrer, group))
         tops = self.tops
         for (quarter, method, status, is_bot), group in top_groups.items():
-            for grain, place in _TOP_VALUES:
-                top = (quarter, grain, method, status, is_bot)
-                counts = tops.get(top)
-                if counts is None:
-                    counts = tops[top] = {}
-                _count(counts, map(itemgetter(place), group))
+            top = (quarter, REFERRER, method, status, is_bot)
+            counts = tops.get(top)
+            if counts is None:
+                counts = tops[top] = {}
+            _count(counts, map(_referrer, group))
 
     def rollup(
         self, day_of: DayOf, quarters_from: datetime | None = None,

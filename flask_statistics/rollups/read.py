@@ -25,7 +25,7 @@ from .aggregate import method_key, month_start, quarter_aligned, quarter_start
 from . import counts
 from .rebuild import next_month
 from .store import State, Store, _naive
-from .tables import AGENT, CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, ROUTE, STATUS, TOP_GRAINS
+from .tables import AGENT, AGENT_COLUMNS, CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, REFERRER, ROUTE, STATUS
 
 #: Filters only the raw rows can answer.
 RAW_ONLY = ("remote_address", "user_agent", "referrer")
@@ -330,13 +330,17 @@ def status_classes(conn: sa.Connection, found: Plan) -> list[tuple[str, int]]:
     return out
 
 
+#: The top lists kept by method, status and bot flag.
+_LISTS = ("browser", "platform", "referrer")
+
+
 def ranks(found: Plan, column: str) -> bool:
     """Whether rollups hold the top list of ``column`` for ``found``'s filters: the
     browser, platform and referrer lists are kept by method and status, not by path;
     views filtered by browser or platform have no paths."""
     if found.grain == AGENT:
-        return column in TOP_GRAINS or column == "method"
-    if column in TOP_GRAINS:
+        return column in _LISTS or column == "method"
+    if column in _LISTS:
         return found.grain in (CLASS, STATUS)  # not narrowed by path or route
     return column in ("method", "path")
 
@@ -363,12 +367,10 @@ def _top_counts(conn: sa.Connection, found: Plan, limit: int, key: Key | None) -
 def _top_agents(
     conn: sa.Connection, found: Plan, column: str, limit: int, key: Key | None
 ) -> list[tuple[t.Any, int]]:
-    """A top list from agent rows: referrers from their counts, browsers (in ``path``;
-    a folded row's are "other") and platforms (in ``route``) from the rows."""
-    if column == "referrer":
-        return _top_counts(conn, found, limit, key)
+    """The browser (a folded row's are "other") or platform list from agent rows."""
     r = found.store.rollup.c
-    keys = [r.other, exact_text(conn.dialect, r.path)] if column == "browser" else [exact_text(conn.dialect, r.route)]
+    value = exact_text(conn.dialect, r[AGENT_COLUMNS[column]])
+    keys = [r.other, value] if column == "browser" else [value]
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
     query = sa.select(*labelled, sa.func.sum(r.hits)).where(*found.where()).group_by(*labelled)
     total: dict[t.Any, int] = {}
@@ -391,7 +393,8 @@ def top(
     """The busiest values of ``column`` (see :func:`ranks`); folded rows count as one
     value, :data:`OTHER`. ``grouped`` as in :func:`..queries.top`."""
     if column == "method":
-        found = found.at_least(STATUS)
+        if "method" not in DIMENSIONS[found.grain]:
+            found = found.regrained(STATUS)
         r = found.store.rollup.c
         value: ColumnElement[t.Any] = r.method
         keys: list[ColumnElement[t.Any]] = [value]
@@ -400,11 +403,13 @@ def top(
         r = found.store.rollup.c
         value = exact_text(conn.dialect, r.path)
         keys = [r.other, value]
-    elif column in TOP_GRAINS:
+    elif column in _LISTS:
         key = key_for(column, found.filters) if grouped else None
-        if found.grain == AGENT:
-            return _top_agents(conn, found, column, limit, key)
-        return _top_counts(conn, found.regrained(TOP_GRAINS[column]), limit, key)
+        if column == "referrer":
+            counted = found if found.grain == AGENT else found.regrained(REFERRER)
+            return _top_counts(conn, counted, limit, key)
+        agents = found if found.grain == AGENT else found.regrained(AGENT)
+        return _top_agents(conn, agents, column, limit, key)
     else:
         raise ValueError(f"rollups rank methods, paths, browsers, platforms and referrers, not {column!r}")
     hits = sa.func.sum(r.hits)

@@ -23,12 +23,15 @@ from ..bulk import ManyValues, copy_rows, copy_statement, values_insert, values_
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key
-from .tables import CAPPED, DAY, GRAINS, MONTH, QUARTER, TIERS, rollup_table, state_table
+from .tables import AGENT, CAPPED, DAY, GRAINS, MONTH, PATH, QUARTER, TIERS, rollup_table, state_table
 
 logger = logging.getLogger("flask_statistics")
 
 #: Most path rows one bucket keeps; further paths are folded into "other".
 PATH_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000}
+#: Most agent rows (browser, platform, method, status) one bucket keeps.
+AGENT_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000}
+_CAPS = {PATH: PATH_CAP, AGENT: AGENT_CAP}
 _CHUNK = 500
 _SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
 _INSERTED = ("key", "tier", "grain", "bucket", "route", "path", "other", "method", "status", "is_bot", *_SUMS)
@@ -256,7 +259,7 @@ class Store:
             per_bucket.setdefault((key[0], key[1], key[2]), []).append(key)
         folded = 0
         for place, keys in per_bucket.items():
-            room = PATH_CAP[place[0]] - counts.get(place, 0)
+            room = _CAPS[place[2]][place[0]] - counts.get(place, 0)
             if len(keys) <= room:
                 continue
             keys.sort(key=lambda k: (-entries[k].hits, k[4] or ""))

@@ -14,16 +14,15 @@ TIERS = (QUARTER, DAY, MONTH)
 CLASS = 0  # status class (in ``status``: 1-5, 0 for codes outside 100-599), is_bot
 STATUS = 1  # method, status, is_bot
 PATH = 2  # route, path (or other), method, status, is_bot
-#: Top lists: method, status, is_bot, with the hits of each browser, platform or
-#: referrer in ``counts`` (see :mod:`.counts`).
-BROWSER = 3
-PLATFORM = 4
+#: The referrer top list: method, status, is_bot, with the hits of each referrer in
+#: ``counts`` (see :mod:`.counts`). Grains 3 and 4 are not used.
 REFERRER = 5
 ROUTE = 6  # route, method, status, is_bot
 #: browser (in ``path``), platform (in ``route``), method, status, is_bot, with the
-#: hits of each referrer in ``counts``: the browser and platform filters.
+#: hits of each referrer in ``counts``: the browser and platform filters, and the
+#: browser and platform lists.
 AGENT = 7
-GRAINS = (CLASS, STATUS, PATH, BROWSER, PLATFORM, REFERRER, ROUTE, AGENT)
+GRAINS = (CLASS, STATUS, PATH, REFERRER, ROUTE, AGENT)
 #: The dimensions each grain of the figures keeps.
 DIMENSIONS = {
     CLASS: frozenset(("class", "is_bot")),
@@ -32,8 +31,8 @@ DIMENSIONS = {
     PATH: frozenset(("class", "method", "status", "is_bot", "route", "path")),
     AGENT: frozenset(("class", "method", "status", "is_bot", "browser", "platform")),
 }
-#: The top-list grain of each column.
-TOP_GRAINS = {"browser": BROWSER, "platform": PLATFORM, "referrer": REFERRER}
+#: The columns of agent rows that hold each top list's values.
+AGENT_COLUMNS = {"browser": "path", "platform": "route"}
 #: Grains whose distinct values a client controls: capped per bucket. A folded row
 #: keeps its ``route`` (a path's route, a browser's platform).
 CAPPED = (PATH, AGENT)
