@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from flask_statistics import Statistics  # noqa: E402
 from flask_statistics.filters import zone  # noqa: E402
-from flask_statistics.rollups.compact import close_months  # noqa: E402
+from flask_statistics.rollups.compact import close_periods  # noqa: E402
 from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day, today_start  # noqa: E402
 
 import traffic  # noqa: E402
@@ -184,7 +184,7 @@ def build_rollups(app: Flask, db: SQLAlchemy) -> None:
         rebuild_day(engine, store, day, tz)
     with engine.begin() as conn:
         store.set_state(conn, backfill_before=None)
-    close_months(engine, store, tz_name)
+    close_periods(engine, store, tz_name)
     with engine.begin() as conn:
         rollup_rows = conn.execute(sa.select(sa.func.count()).select_from(store.rollup)).scalar()
     print(f"  built {rollup_rows:,} rollup rows in {time.perf_counter() - start:.1f} s")

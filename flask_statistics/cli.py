@@ -115,7 +115,7 @@ def rebuild(since: datetime | None) -> None:
     missing. Days whose rows were pruned keep their rollups. Safe while the app runs:
     each day is rebuilt in one transaction, under the lock the writers take.
     """
-    from .rollups.compact import close_months
+    from .rollups.compact import close_periods
     from .rollups.rebuild import days_with_rows, first_day_after, rebuild_day, today_start
 
     state, engine = _state_and_engine()
@@ -149,8 +149,8 @@ def rebuild(since: datetime | None) -> None:
                     changes["zone"] = zone_name
             if changes:
                 store.set_state(conn, **changes)
-        # Months whose days were rebuilt are merged again, so long ranges stay fast.
-        close_months(engine, store, zone_name)
+        # Months and years whose days were rebuilt are merged again, so long ranges stay fast.
+        close_periods(engine, store, zone_name)
     first = f" from {since.date().isoformat()}" if since is not None else ""
     click.echo(
         f"Rebuilt the rollups of {number(len(days))} day{'s' if len(days) != 1 else ''}"

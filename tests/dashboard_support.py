@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_statistics.filters import zone
-from flask_statistics.rollups.compact import close_months
+from flask_statistics.rollups.compact import close_periods
 from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day, today_start
 from flask_statistics.rollups.store import Store
 
@@ -190,8 +190,8 @@ class Tables:
 
     def rebuild(self, tz_name: str = "UTC", months: bool = True) -> None:
         """The rollups of every row, as `flask statistics rebuild` leaves them: today
-        in 15-minute rows, earlier days in day rows, months that are over in month
-        rows (unless ``months`` is false)."""
+        in 15-minute rows, earlier days in day rows, months and years that are over
+        in month and year rows (unless ``months`` is false)."""
         tz = zone(tz_name)
         self.store.ensure_state(self.engine, tz_name, lambda m: m, open_from=today_start(tz))
         for day in days_with_rows(self.engine, self.table, tz, None, None):
@@ -199,7 +199,7 @@ class Tables:
         with self.engine.begin() as conn:
             self.store.set_state(conn, backfill_before=None, zone=tz_name)
         if months:
-            close_months(self.engine, self.store, tz_name)
+            close_periods(self.engine, self.store, tz_name)
 
     def drop(self) -> None:
         self.store.rollup.drop(self.engine, checkfirst=True)

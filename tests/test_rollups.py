@@ -21,7 +21,7 @@ from flask_statistics.rollups import compact, read
 from flask_statistics.rollups.compact import Compaction
 from flask_statistics.rollups.rebuild import Backfill, days_with_rows, rebuild_day
 from flask_statistics.rollups.store import AGENT_CAP, PATH_CAP, Store
-from flask_statistics.rollups.tables import AGENT, DAY as DAY_TIER, MONTH, PATH, QUARTER
+from flask_statistics.rollups.tables import AGENT, DAY as DAY_TIER, MONTH, PATH, QUARTER, YEAR
 from flask_statistics.filters import zone
 
 from dashboard_support import Tables
@@ -260,6 +260,7 @@ def test_a_failing_rollup_task_logs_each_kind_of_failure_once(
 
     monkeypatch.setattr(compact, "close_days", work)
     monkeypatch.setattr(compact, "close_months", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(compact, "close_years", lambda *args, **kwargs: 0)
     monkeypatch.setattr(Backfill, "_step", work)
     store = Store(sa.Table("requests", sa.MetaData(), sa.Column("index", sa.Integer, primary_key=True)))
     monkeypatch.setattr(store, "present", lambda engine: True)
@@ -425,6 +426,96 @@ def test_late_rows_and_rebuilt_days_keep_month_rows_exact(tables: Tables) -> Non
     task = Backfill(tables.store, "Asia/Kolkata")
     task(tables.engine)
     assert month_rows(tables) == 0
+
+
+def tier_rows(tables: Tables, tier: int) -> int:
+    r = tables.store.rollup.c
+    with tables.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).where(r.tier == tier)).scalar()
+
+
+def local_instant(day: date, tz: str) -> datetime:
+    return Filters.between(day, day, tz=tz).since
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kathmandu", "Australia/Lord_Howe"])
+def test_long_ranges_read_whole_years_from_year_rows(tables: Tables, tz: str) -> None:
+    rng = random.Random(27)
+    tables.insert(random_rows(rng, datetime(2021, 11, 10), datetime(2024, 2, 20), 3000))
+    tables.rebuild(tz)
+    with tables.engine.connect() as conn:
+        state = t.cast(t.Any, tables.store.read_state(conn))
+    # Every year whose months all have month rows has year rows: 2021 to 2024.
+    assert state.years_before is not None and state.years_before >= local_instant(date(2025, 1, 1), tz)
+    assert tier_rows(tables, YEAR) > 0
+    ten_years = Filters.between(date(2015, 1, 1), date(2024, 12, 31), tz=tz)
+    across = Filters.between(date(2021, 12, 15), date(2023, 3, 10), tz=tz)  # parts of years around a whole one
+    year_2022 = Filters.between(date(2022, 1, 1), date(2022, 12, 31), tz=tz)
+
+    def check() -> None:
+        for extra in ({}, {"status_class": 4}, {"browser": "Firefox"}, {"path": "/x/", "path_match": "prefix"}):
+            for filters in (ten_years, across, year_2022):
+                assert_same(tables, Filters.between(filters.start_day, filters.end_day, tz=tz, **extra))
+
+    check()
+    # A late batch for 2022 adds to its day, month and year rows.
+    late = random_rows(rng, datetime(2022, 6, 14), datetime(2022, 6, 16), 40)
+    write_late(tables, tz, late)
+    check()
+    # Rebuilding a day of 2022 drops the year rows from 2022 on, until they are merged again.
+    rebuild_day(tables.engine, tables.store, local_instant(date(2022, 6, 15), tz), zone(tz))
+    with tables.engine.connect() as conn:
+        state = t.cast(t.Any, tables.store.read_state(conn))
+    assert state.years_before == local_instant(date(2022, 1, 1), tz)
+    assert state.months_before == local_instant(date(2022, 6, 1), tz)
+    check()
+    compact.close_periods(tables.engine, tables.store, tz)
+    with tables.engine.connect() as conn:
+        assert t.cast(t.Any, tables.store.read_state(conn)).years_before >= local_instant(date(2025, 1, 1), tz)
+    check()
+    # The whole years really come from year rows: without 2022's month rows the
+    # ten years still add up, while 2022 charted by the month is empty.
+    r = tables.store.rollup.c
+    with tables.engine.begin() as conn:
+        conn.execute(sa.delete(tables.store.rollup).where(
+            r.tier == MONTH, r.bucket >= year_2022.since, r.bucket < year_2022.until
+        ))
+    with tables.engine.connect() as conn:
+        got = figures.kpis(conn, tables.store, tables.table, ten_years)
+        want = queries.kpis(conn, tables.table, ten_years)
+        assert (got.hits, got.bytes_sent, got.visitors) == (want.hits, want.bytes_sent, want.visitors)
+        by_month = figures.timeseries(conn, tables.store, tables.table, ten_years)
+        assert sum(p.hits for p in by_month.points if year_2022.since <= p.start < year_2022.until) == 0
+
+
+def test_rollup_retention_keeps_the_year_of_its_cutoff_whole(make_app: t.Any) -> None:
+    from flask_statistics.rollups.retention import RollupRetention
+
+    app, db, _model, _statistics = make_app(model="default")
+    tables = Tables(app, db)
+    now = datetime.utcnow()
+    tables.insert(random_rows(random.Random(4), now - 800 * DAY, now - HOUR, 3000))
+    tables.rebuild()
+    cutoff = now - 500 * DAY
+    first_kept = datetime(cutoff.year, cutoff.month, 1)
+    with tables.engine.connect() as conn:
+        state = t.cast(t.Any, tables.store.read_state(conn))
+    assert state.years_before > datetime(cutoff.year + 1, 1, 1) - DAY  # the cutoff's year has year rows
+    RollupRetention(tables.store, timedelta(days=500))(tables.engine)
+    r = tables.store.rollup.c
+    with tables.engine.connect() as conn:
+        years = conn.execute(sa.select(r.bucket).where(r.tier == YEAR, r.grain == 0).distinct()).scalars().all()
+        assert min(years) == datetime(cutoff.year, 1, 1)
+        # Its year row now counts the months it keeps: a range over whole years
+        # (read from year rows) counts the raw rows from the first month kept.
+        everything = Filters.between(date(now.year - 9, 1, 1), now.date())
+        kept = Filters.between(first_kept.date(), now.date())
+        assert figures.kpis(conn, tables.store, tables.table, everything).hits == queries.kpis(conn, tables.table, kept).hits
+        whole_year = Filters.between(date(cutoff.year, 1, 1), date(cutoff.year, 12, 31))
+        kept_of_year = Filters.between(first_kept.date(), date(cutoff.year, 12, 31))
+        assert figures.kpis(conn, tables.store, tables.table, whole_year).hits == queries.kpis(
+            conn, tables.table, kept_of_year
+        ).hits > 0
 
 
 def test_the_writer_task_merges_one_month_per_run(tables: Tables) -> None:

@@ -2,8 +2,8 @@
 
 Every batch the writer inserts also adds its requests to rollup rows, in the same
 transaction: one row per 15-minute UTC bucket (every time zone's hours and days start
-on one), per local day of the dashboard's time zone and per local month, at these
-grains (see :mod:`.tables`):
+on one), per local day of the dashboard's time zone, and per local month and year
+once they are over, at these grains (see :mod:`.tables`):
 
 - ``CLASS``: status class and bot flag (the unfiltered dashboard);
 - ``STATUS``: method, status code and bot flag (status and method filters);

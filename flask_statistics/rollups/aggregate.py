@@ -17,7 +17,7 @@ from ..filters import METHODS, local_midnight_utc
 from ..sketches import Histogram, Visitors
 from .counts import add as add_counts
 from .tables import (
-    AGENT, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, QUARTER, REFERRER,
+    AGENT, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, QUARTER, REFERRER, YEAR,
     ROUTE, ROUTE_LENGTH, STATUS,
 )
 
@@ -171,15 +171,30 @@ def month_start(moment: datetime, tz: tzinfo) -> datetime:
     return local_midnight_utc(to_local(moment, tz).date().replace(day=1), tz)
 
 
+def year_start(moment: datetime, tz: tzinfo) -> datetime:
+    """The first instant (naive UTC) of the local year holding ``moment``."""
+    return local_midnight_utc(to_local(moment, tz).date().replace(month=1, day=1), tz)
+
+
 class DayOf:
     """The local day (as its first naive UTC instant) of each quarter, cached: local
-    days start on a quarter hour in every zone in use today. :meth:`month` gives the
-    local month of a day the same way."""
+    days start on a quarter hour in every zone in use today. :meth:`month` and
+    :meth:`year` give the local month of a day and the local year of a month the
+    same way."""
 
     def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
         self._days: dict[datetime, datetime] = {}
         self._months: dict[datetime, datetime] = {}
+        self._years: dict[datetime, datetime] = {}
+
+    def year(self, month: datetime) -> datetime:
+        year = self._years.get(month)
+        if year is None:
+            if len(self._years) > 4096:
+                self._years.clear()
+            year = self._years[month] = year_start(month, self.tz)
+        return year
 
     def month(self, day: datetime) -> datetime:
         month = self._months.get(day)
@@ -280,12 +295,14 @@ class Totals:
     def rollup(
         self, day_of: DayOf, quarters_from: datetime | None = None,
         open_from: datetime | None = None, months_before: datetime | None = None,
+        years_before: datetime | None = None,
     ) -> dict[Key, Entry]:
         """Every rollup row the facts add to, keyed by tier, bucket, grain and
         dimensions. Days from ``open_from`` on count in their quarters only (they get
         day rows when they are over); older quarters than ``quarters_from`` count in
         their day only; days of months before ``months_before`` count in their month
-        too (a late row for a month already merged)."""
+        too (a late row for a month already merged), and in their year before
+        ``years_before``."""
         out: dict[Key, Entry] = {}
 
         def tiers(quarter: datetime, day: datetime) -> tuple[tuple[int, datetime], ...]:
@@ -295,7 +312,10 @@ class Totals:
             if quarters_from is None or quarter >= quarters_from:
                 found = ((QUARTER, quarter), *found)
             if months_before is not None and day < months_before:
-                found = (*found, (MONTH, day_of.month(day)))
+                month = day_of.month(day)
+                found = (*found, (MONTH, month))
+                if years_before is not None and day < years_before:
+                    found = (*found, (YEAR, day_of.year(month)))
             return found
 
         def into(key: Key, entry: Entry) -> None:

@@ -11,13 +11,15 @@ both tiers, as for any closed day). The dashboard reads day rows before
 Months work the same way one tier up: once every day of a local month has its day
 rows, they are merged into month rows and ``months_before`` moves to the next month;
 late rows for such a month then add to its month rows too. A long range reads whole
-months from month rows, so its cost grows with months rather than days. A rebuild of
-a day drops the month rows from its month on (:meth:`.Store.reopen_months`), and they
-are merged again here.
+months from month rows, so its cost grows with months rather than days. Years follow
+months the same way (``years_before``). A rebuild of a day drops the month rows from
+its month on and the year rows from its year on (:meth:`.Store.reopen_months`), and
+they are merged again here.
 """
 
 from __future__ import annotations
 
+import typing as t
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -25,11 +27,11 @@ import sqlalchemy as sa
 from ..filters import zone
 from ..sketches import Histogram, Visitors
 from . import counts
-from .aggregate import Entry, Key, month_start
+from .aggregate import Entry, Key, month_start, year_start
 from .maintenance import MaintenanceTask
-from .rebuild import day_start, next_day, next_month
+from .rebuild import day_start, next_day, next_month, next_year
 from .store import Store, _naive
-from .tables import CLASS, DAY, GRAINS, MONTH, QUARTER
+from .tables import CLASS, DAY, GRAINS, MONTH, QUARTER, YEAR
 
 #: Seconds between two looks at the state row, and before another try after a
 #: failure. A day not yet merged is still counted, from its 15-minute rows.
@@ -72,7 +74,59 @@ def close_months(engine: sa.Engine, store: Store, zone_name: str, limit: int | N
     """Merge every local month whose days all have day rows (they end before
     ``open_from``) but that has no month rows yet, oldest first, at most ``limit``;
     returns how many."""
+    return _close(engine, store, zone_name, limit, MONTH, month_start, next_month)
+
+
+def close_years(engine: sa.Engine, store: Store, zone_name: str, limit: int | None = None) -> int:
+    """Merge every local year whose months all have month rows (they end before
+    ``months_before``) into year rows, the same way."""
+    return _close(engine, store, zone_name, limit, YEAR, year_start, next_year)
+
+
+def close_periods(engine: sa.Engine, store: Store, zone_name: str) -> None:
+    """Merge every month and then every year that can be, at once (the writer task
+    takes one per run)."""
+    close_months(engine, store, zone_name)
+    close_years(engine, store, zone_name)
+
+
+def merge_year_again(engine: sa.Engine, store: Store, zone_name: str, since: datetime) -> None:
+    """After the rows before ``since`` (a local month's start) were deleted, make the
+    year row of its year again from the months left, if that year has year rows."""
     tz = zone(zone_name)
+    start = year_start(since, tz)
+    end = next_year(start, tz)
+    with engine.begin() as conn:
+        if not store.lock(conn):
+            return
+        state = store.read_state(conn)
+        if state is None or state.zone != zone_name or state.years_before is None or end > state.years_before:
+            return
+        r = store.rollup.c
+        hits = [
+            conn.execute(
+                sa.select(sa.func.sum(r.hits))
+                .where(r.grain == CLASS, r.tier == tier, r.bucket >= start, r.bucket < end)
+            ).scalar() or 0
+            for tier in (MONTH, YEAR)
+        ]
+        if hits[0] == hits[1]:
+            return  # its year rows still count what its months do
+        _delete_tier(conn, store, YEAR, start, end)
+        store.apply(conn, _merged(conn, store, MONTH, YEAR, start, end))
+
+
+#: For the tiers that merge another: the tier merged, the state column of the first
+#: bucket without rows of the tier, and that of the tier merged.
+_MERGES = {MONTH: (DAY, "months_before", "open_from"), YEAR: (MONTH, "years_before", "months_before")}
+
+
+def _close(
+    engine: sa.Engine, store: Store, zone_name: str, limit: int | None, tier: int,
+    start_of: t.Callable[[datetime, t.Any], datetime], next_of: t.Callable[[datetime, t.Any], datetime],
+) -> int:
+    tz = zone(zone_name)
+    lower, column, below = _MERGES[tier]
     closed = 0
     while limit is None or closed < limit:
         with engine.begin() as conn:
@@ -81,24 +135,25 @@ def close_months(engine: sa.Engine, store: Store, zone_name: str, limit: int | N
             state = store.read_state(conn)
             if (
                 state is None or state.zone != zone_name or state.backfill_before is not None
-                or state.open_from is None
+                or getattr(state, below) is None
             ):
-                return closed  # days are being rebuilt or chosen: months follow them
-            start = state.months_before
+                return closed  # days are being rebuilt or chosen: the others follow
+            ready = getattr(state, below)
+            start = getattr(state, column)
             if start is None:
                 r = store.rollup.c
                 first = conn.execute(
-                    sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == DAY)
+                    sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == lower)
                 ).scalar()
-                start = month_start(state.open_from if first is None else _naive(first), tz)
-            end = next_month(start, tz)
-            if end > state.open_from:
-                if state.months_before is None:
-                    store.set_state(conn, months_before=start)
+                start = start_of(ready if first is None else _naive(first), tz)
+            end = next_of(start, tz)
+            if end > ready:
+                if getattr(state, column) is None:
+                    store.set_state(conn, **{column: start})
                 return closed
-            _delete_tier(conn, store, MONTH, start, end)
-            store.apply(conn, _merged(conn, store, DAY, MONTH, start, end))
-            store.set_state(conn, months_before=end)
+            _delete_tier(conn, store, tier, start, end)
+            store.apply(conn, _merged(conn, store, lower, tier, start, end))
+            store.set_state(conn, **{column: end})
         closed += 1
     return closed
 
@@ -155,13 +210,14 @@ def _merged(
 
 
 class Compaction(MaintenanceTask):
-    """A writer maintenance task: :func:`close_days`, then :func:`close_months`, at
-    most once a minute. Months are merged one per run, and the next run follows the
-    next drain: the first merge of years of months must not hold the writer up."""
+    """A writer maintenance task: :func:`close_days`, then :func:`close_months` or
+    :func:`close_years`, at most once a minute. Months and years are merged one per
+    run, and the next run follows the next drain: the first merge of years of months
+    must not hold the writer up."""
 
     __name__ = "rollup compaction"
     retry_after = CHECK_EVERY
-    doing = "merge the day and month rollups"
+    doing = "merge the day, month and year rollups"
 
     def __init__(self, store: Store, zone_name: str) -> None:
         super().__init__(store)
@@ -171,4 +227,6 @@ class Compaction(MaintenanceTask):
         if not self.store.present(engine):
             return None
         close_days(engine, self.store, self.zone_name)
-        return 0.0 if close_months(engine, self.store, self.zone_name, limit=1) else None
+        merged = close_months(engine, self.store, self.zone_name, limit=1)
+        merged = merged or close_years(engine, self.store, self.zone_name, limit=1)
+        return 0.0 if merged else None

@@ -21,11 +21,13 @@ from ..dialects import exact_text, int_div, text_equals, text_startswith
 from ..filters import Filters, zone
 from ..grouping import Key, browser_condition, group, key_for, rank
 from ..sketches import Histogram, Visitors
-from .aggregate import method_key, month_start, quarter_aligned, quarter_start
+from .aggregate import method_key, month_start, quarter_aligned, quarter_start, year_start
 from . import counts
-from .rebuild import next_month
+from .rebuild import next_month, next_year
 from .store import State, Store, _naive
-from .tables import AGENT, AGENT_COLUMNS, CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, REFERRER, ROUTE, STATUS
+from .tables import (
+    AGENT, AGENT_COLUMNS, CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, REFERRER, ROUTE, STATUS, YEAR,
+)
 
 #: Filters only the raw rows can answer.
 RAW_ONLY = ("remote_address", "user_agent", "referrer")
@@ -59,6 +61,8 @@ class Plan:
     open_from: datetime | None = None
     #: Months before this have month rows: a day-tier plan reads whole months there.
     months_before: datetime | None = None
+    #: Years before this have year rows: a day-tier plan reads whole years there.
+    years_before: datetime | None = None
 
     @property
     def since(self) -> datetime:
@@ -68,31 +72,38 @@ class Plan:
     def until(self) -> datetime:
         return self.filters.until
 
-    def where(self, months: bool = True) -> list[ColumnElement[bool]]:
-        """The plan's rows; ``months=False`` for figures by a unit finer than a month,
-        which month rows cannot split."""
+    def where(self, upto: int = YEAR) -> list[ColumnElement[bool]]:
+        """The plan's rows, from tiers up to ``upto``: ``DAY`` for figures by a unit
+        finer than a month, which month rows cannot split; ``MONTH`` by the month."""
         r = self.store.rollup.c
-        return [r.grain == self.grain, self.span(self.since, self.until, months), *self.conditions]
+        return [r.grain == self.grain, self.span(self.since, self.until, upto), *self.conditions]
 
-    def span(self, since: datetime, until: datetime, months: bool = True) -> ColumnElement[bool]:
+    def span(self, since: datetime, until: datetime, upto: int = YEAR) -> ColumnElement[bool]:
         """The rows of buckets in ``[since, until)``: of the plan's tier, except that
-        days still open are read from their 15-minute rows and, with ``months``, whole
-        months that have month rows from those."""
+        days still open are read from their 15-minute rows and, up to tier ``upto``,
+        whole years and months that have year and month rows from those."""
         r = self.store.rollup.c
-        if self.tier == DAY and months and self.months_before is not None:
+        if self.tier != DAY:
+            return self._days(since, until)
+        for tier, before, start_of, next_of in (
+            (YEAR, self.years_before, year_start, next_year),
+            (MONTH, self.months_before, month_start, next_month),
+        ):
+            if tier > upto or before is None:
+                continue
             tz = zone(self.filters.tz)
-            first = month_start(since, tz)
+            first = start_of(since, tz)
             if first < since:
-                first = next_month(first, tz)
-            last = min(month_start(until, tz), self.months_before)
+                first = next_of(first, tz)
+            last = min(start_of(until, tz), before)
             if self.open_from is not None:
                 last = min(last, self.open_from)
             if first < last:
-                parts = [sa.and_(r.tier == MONTH, r.bucket >= first, r.bucket < last)]
+                parts = [sa.and_(r.tier == tier, r.bucket >= first, r.bucket < last)]
                 if since < first:
-                    parts.append(self._days(since, first))
+                    parts.append(self.span(since, first, tier - 1))
                 if last < until:
-                    parts.append(self._days(last, until))
+                    parts.append(self.span(last, until, tier - 1))
                 return sa.or_(*parts)
         return self._days(since, until)
 
@@ -121,7 +132,7 @@ class Plan:
             raise ValueError("a view filtered by browser or platform is read from its own rows")
         return plan_for(
             self.store, self.filters, grain, self.tier, self.dialect, self.open_from,
-            self.months_before,
+            self.months_before, self.years_before,
         )
 
 
@@ -156,7 +167,10 @@ def plan(
         grain = STATUS
     else:
         grain = CLASS
-    found = plan_for(store, filters, grain, tier, conn.dialect, state.open_from, state.months_before)
+    found = plan_for(
+        store, filters, grain, tier, conn.dialect, state.open_from, state.months_before,
+        state.years_before,
+    )
     if filters.path is not None and _folded(conn, found):
         return None  # a folded path could match: only the raw rows know
     if filters.browser is not None and _folded(conn, found):
@@ -177,6 +191,7 @@ def usable(state: State | None, filters: Filters) -> bool:
 def plan_for(
     store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any,
     open_from: datetime | None = None, months_before: datetime | None = None,
+    years_before: datetime | None = None,
 ) -> Plan:
     r = store.rollup.c
     conditions: list[ColumnElement[bool]] = []
@@ -205,7 +220,10 @@ def plan_for(
         conditions.append(r.is_bot.is_(True))
     elif filters.bots == "exclude":
         conditions.append(sa.or_(r.is_bot.is_(None), r.is_bot.is_(False)))
-    return Plan(store, grain, tier, filters, dialect, tuple(conditions), open_from, months_before)
+    return Plan(
+        store, grain, tier, filters, dialect, tuple(conditions), open_from, months_before,
+        years_before,
+    )
 
 
 def _folded(conn: sa.Connection, found: Plan) -> bool:
@@ -278,7 +296,7 @@ def timeseries(conn: sa.Connection, found: Plan, unit: t.Any, starts: list[datet
     r = found.store.rollup.c
     rows = conn.execute(
         sa.select(r.bucket, r.hits, r.times, r.visitors)
-        .where(*found.where(months=unit in ("month", "year")))
+        .where(*found.where({"year": YEAR, "month": MONTH}.get(unit, DAY)))
     ).all()
     per: list[list[t.Any]] = [[] for _ in starts]
     for row in rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import typing as t
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import sqlalchemy as sa
 
@@ -64,6 +64,11 @@ def next_month(start: datetime, tz: tzinfo) -> datetime:
     return local_midnight_utc(following, tz)
 
 
+def next_year(start: datetime, tz: tzinfo) -> datetime:
+    """The first instant (naive UTC) of the local year after the one holding ``start``."""
+    return local_midnight_utc(date(to_local(start, tz).year + 1, 1, 1), tz)
+
+
 def today_start(tz: tzinfo) -> datetime:
     """The first instant (naive UTC) of the current local day."""
     return day_start(datetime.now(timezone.utc).replace(tzinfo=None), tz)
@@ -87,7 +92,7 @@ def rebuild_day(
     with engine.begin() as conn:
         store.lock(conn)
         store.delete_period(conn, start, end)
-        store.reopen_months(conn, month_start(start, tz))
+        store.reopen_months(conn, month_start(start, tz), tz)
         # Streamed in slices: bounded memory whatever the day holds.
         result = conn.execute(
             sa.select(*columns)

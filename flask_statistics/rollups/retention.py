@@ -1,6 +1,7 @@
 """``STATISTICS_ROLLUP_RETENTION``: rollup rows older than the period are deleted,
 in small batches, on the writer's thread. Whole local months go at once, so a month's
-row and its days always count the same requests."""
+row and its days always count the same requests; the year row of the year holding
+the cutoff is then made again from the months it keeps."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from ..filters import zone
 from ..retention import cutoff_before
 from .aggregate import month_start
+from .compact import merge_year_again
 from .store import Store, _naive
 from .tables import GRAINS, QUARTER, TIERS
 
@@ -31,7 +33,7 @@ class DetailRetention:
         if cutoff is None or not self.store.present(engine):
             return
         with engine.connect() as conn:
-            open_from, _months = self.store.cuts(conn)
+            open_from, _months, _years = self.store.cuts(conn)
         # Days without day rows yet keep their quarters: they are all they have.
         if open_from is not None:
             cutoff = min(cutoff, open_from)
@@ -66,6 +68,8 @@ class RollupRetention:
             state = self.store.read_state(conn)
         if state is None:
             return
-        # The months that ended before the cutoff.
+        # The months that ended before the cutoff; the year holding it keeps the
+        # months left.
         cutoff = month_start(_naive(cutoff_before(self.period)), zone(state.zone))
         _delete(engine, self.store, list(TIERS), cutoff)
+        merge_year_again(engine, self.store, state.zone, cutoff)

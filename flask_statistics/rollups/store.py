@@ -22,15 +22,15 @@ import sqlalchemy as sa
 from ..bulk import ManyValues, copy_rows, copy_statement, values_insert, values_update
 from ..sketches import Histogram, Visitors
 from . import counts
-from .aggregate import Entry, Key
-from .tables import AGENT, CAPPED, DAY, GRAINS, MONTH, PATH, QUARTER, TIERS, rollup_table, state_table
+from .aggregate import Entry, Key, year_start
+from .tables import AGENT, CAPPED, DAY, GRAINS, MONTH, PATH, QUARTER, TIERS, YEAR, rollup_table, state_table
 
 logger = logging.getLogger("flask_statistics")
 
 #: Most path rows one bucket keeps; further paths are folded into "other".
-PATH_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000}
+PATH_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000, YEAR: 50000}
 #: Most agent rows (browser, platform, method, status) one bucket keeps.
-AGENT_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000}
+AGENT_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000, YEAR: 50000}
 _CAPS = {PATH: PATH_CAP, AGENT: AGENT_CAP}
 _CHUNK = 500
 _SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
@@ -61,6 +61,7 @@ class State:
     stale_since: datetime | None
     open_from: datetime | None = None
     months_before: datetime | None = None
+    years_before: datetime | None = None
 
 
 def _utcnow() -> datetime:
@@ -116,37 +117,43 @@ class Store:
         row = conn.execute(
             sa.select(
                 s.zone, s.backfill_before, s.backfill_from, s.stale_since, s.open_from,
-                s.months_before,
+                s.months_before, s.years_before,
             ).where(s.id == 1)
         ).first()
         if row is None:
             return None
         return State(*(value if value is None or i == 0 else _naive(value) for i, value in enumerate(row)))
 
-    def cuts(self, conn: sa.Connection) -> tuple[datetime | None, datetime | None]:
-        """The first local day without day rows and the first local month without
-        month rows (see the state table); read under :meth:`lock` so that a
-        compaction cannot move them before the batch commits."""
+    def cuts(self, conn: sa.Connection) -> tuple[datetime | None, datetime | None, datetime | None]:
+        """The first local day without day rows, the first local month without month
+        rows and the first local year without year rows (see the state table); read
+        under :meth:`lock` so that a compaction cannot move them before the batch
+        commits."""
         s = self.state.c
-        found = conn.execute(sa.select(s.open_from, s.months_before).where(s.id == 1)).first()
+        found = conn.execute(
+            sa.select(s.open_from, s.months_before, s.years_before).where(s.id == 1)
+        ).first()
         if found is None:
-            return None, None
+            return None, None, None
         return tuple(None if v is None else _naive(v) for v in found)  # type: ignore[return-value]
 
-    def reopen_months(self, conn: sa.Connection, since: datetime | None) -> None:
+    def reopen_months(self, conn: sa.Connection, since: datetime | None, tz: t.Any = None) -> None:
         """Drop the month rows of the local months from ``since`` (None: all), whose
-        days are about to change; a compaction merges them again. Call under
+        days are about to change, and the year rows of the local years (of zone ``tz``)
+        from the one holding it; a compaction merges them again. Call under
         :meth:`lock`."""
-        s, r = self.state.c, self.rollup.c
-        where = [r.grain.in_(GRAINS), r.tier == MONTH]
-        moved = sa.update(self.state).where(s.id == 1)
-        if since is None:
-            moved = moved.values(months_before=None)
-        else:
-            where.append(r.bucket >= since)
-            moved = moved.where(s.months_before > since).values(months_before=since)
-        if conn.execute(moved).rowcount:
-            conn.execute(sa.delete(self.rollup).where(*where))
+        year = None if since is None else year_start(since, tz)
+        for tier, column, start in ((MONTH, "months_before", since), (YEAR, "years_before", year)):
+            s, r = self.state.c, self.rollup.c
+            where = [r.grain.in_(GRAINS), r.tier == tier]
+            moved = sa.update(self.state).where(s.id == 1)
+            if start is None:
+                moved = moved.values({column: None})
+            else:
+                where.append(r.bucket >= start)
+                moved = moved.where(s[column] > start).values({column: start})
+            if conn.execute(moved).rowcount:
+                conn.execute(sa.delete(self.rollup).where(*where))
 
     def ensure_state(
         self, engine: sa.Engine, zone: str, first_day_after: t.Callable[[datetime], datetime],

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 QUARTER = 0  # 15 minutes, starting on a UTC quarter hour
 DAY = 1  # a local day of the zone recorded in the state row
 MONTH = 2  # a local month of that zone, once all its days are over
-TIERS = (QUARTER, DAY, MONTH)
+YEAR = 3  # a local year of that zone, once all its months have month rows
+TIERS = (QUARTER, DAY, MONTH, YEAR)
 #: Grains: which dimensions a row keeps (the others are NULL).
 CLASS = 0  # status class (in ``status``: 1-5, 0 for codes outside 100-599), is_bot
 STATUS = 1  # method, status, is_bot
@@ -109,6 +110,9 @@ def state_table(table: sa.Table) -> sa.Table:
         # Local months starting before this have month rows, the merge of their day
         # rows, which writers keep adding late rows to (None: no month has them yet).
         sa.Column("months_before", sa.DateTime),
+        # Local years starting before this have year rows, the merge of their month
+        # rows (None: no year has them yet); never after ``months_before``.
+        sa.Column("years_before", sa.DateTime),
         sa.Column("created", sa.DateTime, nullable=False),
         schema=table.schema,
     )
