@@ -75,16 +75,19 @@ class Plan:
     def where(self, upto: int = YEAR) -> list[ColumnElement[bool]]:
         """The plan's rows, from tiers up to ``upto``: ``DAY`` for figures by a unit
         finer than a month, which month rows cannot split; ``MONTH`` by the month."""
-        r = self.store.rollup.c
-        return [r.grain == self.grain, self.span(self.since, self.until, upto), *self.conditions]
+        return [self.span(self.since, self.until, upto), *self.conditions]
 
-    def span(self, since: datetime, until: datetime, upto: int = YEAR) -> ColumnElement[bool]:
-        """The rows of buckets in ``[since, until)``: of the plan's tier, except that
-        days still open are read from their 15-minute rows and, up to tier ``upto``,
-        whole years and months that have year and month rows from those."""
-        r = self.store.rollup.c
+    def span(
+        self, since: datetime, until: datetime, upto: int = YEAR, grain: int | None = None
+    ) -> ColumnElement[bool]:
+        """The rows of ``grain`` (the plan's by default) in buckets in ``[since,
+        until)``: of the plan's tier, except that days still open are read from their
+        15-minute rows and, up to tier ``upto``, whole years and months that have year
+        and month rows from those. Each part names the grain, so that a database can
+        read each range from the index on grain, tier and bucket."""
+        grain = self.grain if grain is None else grain
         if self.tier != DAY:
-            return self._days(since, until)
+            return self._days(since, until, grain)
         for tier, before, start_of, next_of in (
             (YEAR, self.years_before, year_start, next_year),
             (MONTH, self.months_before, month_start, next_month),
@@ -99,25 +102,25 @@ class Plan:
             if self.open_from is not None:
                 last = min(last, self.open_from)
             if first < last:
-                parts = [sa.and_(r.tier == tier, r.bucket >= first, r.bucket < last)]
+                parts = [self._range(grain, tier, first, last)]
                 if since < first:
-                    parts.append(self.span(since, first, tier - 1))
+                    parts.append(self.span(since, first, tier - 1, grain))
                 if last < until:
-                    parts.append(self.span(last, until, tier - 1))
+                    parts.append(self.span(last, until, tier - 1, grain))
                 return sa.or_(*parts)
-        return self._days(since, until)
+        return self._days(since, until, grain)
 
-    def _days(self, since: datetime, until: datetime) -> ColumnElement[bool]:
+    def _range(self, grain: int, tier: int, since: datetime, until: datetime) -> ColumnElement[bool]:
         r = self.store.rollup.c
+        return sa.and_(r.grain == grain, r.tier == tier, r.bucket >= since, r.bucket < until)
+
+    def _days(self, since: datetime, until: datetime, grain: int) -> ColumnElement[bool]:
         cut = self.open_from
         if self.tier == QUARTER or cut is None or cut >= until:
-            return sa.and_(r.tier == self.tier, r.bucket >= since, r.bucket < until)
+            return self._range(grain, self.tier, since, until)
         if cut <= since:
-            return sa.and_(r.tier == QUARTER, r.bucket >= since, r.bucket < until)
-        return sa.or_(
-            sa.and_(r.tier == DAY, r.bucket >= since, r.bucket < cut),
-            sa.and_(r.tier == QUARTER, r.bucket >= cut, r.bucket < until),
-        )
+            return self._range(grain, QUARTER, since, until)
+        return sa.or_(self._range(grain, DAY, since, cut), self._range(grain, QUARTER, cut, until))
 
     def at_least(self, grain: int) -> Plan:
         """The same view from a grain that also keeps the dimensions of ``grain``."""
@@ -231,7 +234,7 @@ def _folded(conn: sa.Connection, found: Plan) -> bool:
     path filter cannot tell which route a folded path had), browsers of the filtered
     platform."""
     r = found.store.rollup.c
-    where = [r.grain == found.grain, found.span(found.since, found.until), r.other.is_(True)]
+    where = [found.span(found.since, found.until), r.other.is_(True)]
     if found.grain == AGENT and found.filters.platform is not None:
         where.append(text_equals(found.dialect, r.route, found.filters.platform))
     query = sa.select(r.id).where(*where).limit(1)
@@ -328,7 +331,7 @@ def counted_before(conn: sa.Connection, found: Plan, moment: datetime | None) ->
         upto = min(upto, moment - _LONGEST_DAY)  # days that ended before it
     query = (
         sa.select(r.id)
-        .where(r.grain == CLASS, found.span(found.since, upto), r.hits > 0)
+        .where(found.span(found.since, upto, grain=CLASS), r.hits > 0)
         .limit(1)
     )
     if conn.execute(query).first() is None:
