@@ -488,14 +488,20 @@ def test_long_ranges_read_whole_years_from_year_rows(tables: Tables, tz: str) ->
         assert sum(p.hits for p in by_month.points if year_2022.since <= p.start < year_2022.until) == 0
 
 
-def test_rollup_retention_keeps_the_year_of_its_cutoff_whole(make_app: t.Any) -> None:
-    from flask_statistics.rollups.retention import RollupRetention
-
+def history(make_app: t.Any, seed: int, days: int) -> tuple[Tables, datetime]:
+    """3,000 rows over the last ``days`` days, with their rollups; and now."""
     app, db, _model, _statistics = make_app(model="default")
     tables = Tables(app, db)
     now = datetime.utcnow()
-    tables.insert(random_rows(random.Random(4), now - 800 * DAY, now - HOUR, 3000))
+    tables.insert(random_rows(random.Random(seed), now - days * DAY, now - HOUR, 3000))
     tables.rebuild()
+    return tables, now
+
+
+def test_rollup_retention_keeps_the_year_of_its_cutoff_whole(make_app: t.Any) -> None:
+    from flask_statistics.rollups.retention import RollupRetention
+
+    tables, now = history(make_app, 4, 800)
     cutoff = now - 500 * DAY
     first_kept = datetime(cutoff.year, cutoff.month, 1)
     with tables.engine.connect() as conn:
@@ -938,11 +944,7 @@ def test_rebuild_command_counts_imported_rows(make_app: t.Any) -> None:
 def test_rollup_retention_deletes_old_rollups_only(make_app: t.Any) -> None:
     from flask_statistics.rollups.retention import RollupRetention
 
-    app, db, _model, statistics = make_app(model="default")
-    tables = Tables(app, db)
-    now = datetime.utcnow()
-    tables.insert(random_rows(random.Random(3), now - 100 * DAY, now - HOUR, 3000))
-    tables.rebuild()
+    tables, now = history(make_app, 3, 100)
     r = tables.store.rollup.c
     with tables.engine.connect() as conn:
         days_before = conn.execute(sa.select(sa.func.count(sa.distinct(r.bucket))).where(r.tier == DAY_TIER)).scalar()

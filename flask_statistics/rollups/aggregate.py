@@ -189,20 +189,10 @@ class DayOf:
         self._years: dict[datetime, datetime] = {}
 
     def year(self, month: datetime) -> datetime:
-        year = self._years.get(month)
-        if year is None:
-            if len(self._years) > 4096:
-                self._years.clear()
-            year = self._years[month] = year_start(month, self.tz)
-        return year
+        return _cached(self._years, month, lambda: year_start(month, self.tz))
 
     def month(self, day: datetime) -> datetime:
-        month = self._months.get(day)
-        if month is None:
-            if len(self._months) > 4096:
-                self._months.clear()
-            month = self._months[day] = month_start(day, self.tz)
-        return month
+        return _cached(self._months, day, lambda: month_start(day, self.tz))
 
     def __call__(self, quarter: datetime) -> datetime:
         day = self._days.get(quarter)
@@ -215,6 +205,15 @@ class DayOf:
 
 
 _referrer = itemgetter(11)
+
+
+def _cached(cache: dict[datetime, datetime], key: datetime, make: t.Callable[[], datetime]) -> datetime:
+    found = cache.get(key)
+    if found is None:
+        if len(cache) > 4096:
+            cache.clear()
+        found = cache[key] = make()
+    return found
 
 
 def _cut(value: str | None, length: int) -> str | None:
