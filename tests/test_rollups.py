@@ -139,11 +139,8 @@ FILTERS = [
     {"path": "/a", "path_match": "prefix"},
     {"path": "/About"},
     {"path": "/x/", "path_match": "prefix", "status_class": 2},
-    {"browser": "Firefox 120.0"},
     {"browser": "Firefox"},  # the family: not "firefox 120.0"
     {"browser": "Chrome", "status": 404},
-    {"browser": "Chrome", "status_class": 4},
-    {"platform": "Linux"},
     {"platform": "Windows", "status_class": 2, "method": "GET"},
 ]
 
@@ -373,7 +370,7 @@ def test_long_ranges_read_whole_months_from_month_rows(tables: Tables, tz: str) 
         Filters.between(date(2024, 3, 8), date(2024, 3, 14), tz=tz),  # within a month
     ]
     for extra in ({}, {"status_class": 4}, {"method": "POST"}, {"path": "/x/", "path_match": "prefix"},
-                  {"browser": "Firefox"}, {"platform": "Linux", "status_class": 2}):
+                  {"browser": "Firefox"}):
         for filters in ranges:
             assert_same(tables, Filters.between(filters.start_day, filters.end_day, tz=tz, **extra))
     # The whole months really come from month rows: without March's day rows, the
@@ -438,54 +435,54 @@ def local_instant(day: date, tz: str) -> datetime:
     return Filters.between(day, day, tz=tz).since
 
 
-@pytest.mark.parametrize("tz", ["UTC", "Asia/Kathmandu", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("tz", ["UTC", "Australia/Lord_Howe"])
 def test_long_ranges_read_whole_years_from_year_rows(tables: Tables, tz: str) -> None:
     rng = random.Random(27)
-    tables.insert(random_rows(rng, datetime(2021, 11, 10), datetime(2024, 2, 20), 3000))
+    tables.insert(random_rows(rng, datetime(2022, 12, 20), datetime(2024, 1, 10), 2000))
     tables.rebuild(tz)
     with tables.engine.connect() as conn:
         state = t.cast(t.Any, tables.store.read_state(conn))
-    # Every year whose months all have month rows has year rows: 2021 to 2024.
+    # Every year whose months all have month rows has year rows: 2022 to 2024.
     assert state.years_before is not None and state.years_before >= local_instant(date(2025, 1, 1), tz)
     assert tier_rows(tables, YEAR) > 0
     ten_years = Filters.between(date(2015, 1, 1), date(2024, 12, 31), tz=tz)
-    across = Filters.between(date(2021, 12, 15), date(2023, 3, 10), tz=tz)  # parts of years around a whole one
-    year_2022 = Filters.between(date(2022, 1, 1), date(2022, 12, 31), tz=tz)
+    across = Filters.between(date(2022, 12, 25), date(2024, 1, 5), tz=tz)  # parts of years around a whole one
+    year_2023 = Filters.between(date(2023, 1, 1), date(2023, 12, 31), tz=tz)
 
-    def check() -> None:
-        for extra in ({}, {"status_class": 4}, {"browser": "Firefox"}, {"path": "/x/", "path_match": "prefix"}):
-            for filters in (ten_years, across, year_2022):
+    def check(*extras: dict[str, t.Any]) -> None:
+        for extra in ({}, *extras):
+            for filters in (ten_years, across, year_2023):
                 assert_same(tables, Filters.between(filters.start_day, filters.end_day, tz=tz, **extra))
 
-    check()
-    # A late batch for 2022 adds to its day, month and year rows.
-    late = random_rows(rng, datetime(2022, 6, 14), datetime(2022, 6, 16), 40)
+    check({"status_class": 4}, {"browser": "Firefox"}, {"path": "/x/", "path_match": "prefix"})
+    # A late batch for 2023 adds to its day, month and year rows.
+    late = random_rows(rng, datetime(2023, 6, 14), datetime(2023, 6, 16), 40)
     write_late(tables, tz, late)
     check()
-    # Rebuilding a day of 2022 drops the year rows from 2022 on, until they are merged again.
-    rebuild_day(tables.engine, tables.store, local_instant(date(2022, 6, 15), tz), zone(tz))
+    # Rebuilding a day of 2023 drops the year rows from 2023 on, until they are merged again.
+    rebuild_day(tables.engine, tables.store, local_instant(date(2023, 6, 15), tz), zone(tz))
     with tables.engine.connect() as conn:
         state = t.cast(t.Any, tables.store.read_state(conn))
-    assert state.years_before == local_instant(date(2022, 1, 1), tz)
-    assert state.months_before == local_instant(date(2022, 6, 1), tz)
+    assert state.years_before == local_instant(date(2023, 1, 1), tz)
+    assert state.months_before == local_instant(date(2023, 6, 1), tz)
     check()
     compact.close_periods(tables.engine, tables.store, tz)
     with tables.engine.connect() as conn:
         assert t.cast(t.Any, tables.store.read_state(conn)).years_before >= local_instant(date(2025, 1, 1), tz)
     check()
-    # The whole years really come from year rows: without 2022's month rows the
-    # ten years still add up, while 2022 charted by the month is empty.
+    # The whole years really come from year rows: without 2023's month rows the
+    # ten years still add up, while 2023 charted by the month is empty.
     r = tables.store.rollup.c
     with tables.engine.begin() as conn:
         conn.execute(sa.delete(tables.store.rollup).where(
-            r.tier == MONTH, r.bucket >= year_2022.since, r.bucket < year_2022.until
+            r.tier == MONTH, r.bucket >= year_2023.since, r.bucket < year_2023.until
         ))
     with tables.engine.connect() as conn:
         got = figures.kpis(conn, tables.store, tables.table, ten_years)
         want = queries.kpis(conn, tables.table, ten_years)
         assert (got.hits, got.bytes_sent, got.visitors) == (want.hits, want.bytes_sent, want.visitors)
         by_month = figures.timeseries(conn, tables.store, tables.table, ten_years)
-        assert sum(p.hits for p in by_month.points if year_2022.since <= p.start < year_2022.until) == 0
+        assert sum(p.hits for p in by_month.points if year_2023.since <= p.start < year_2023.until) == 0
 
 
 def history(make_app: t.Any, seed: int, days: int) -> tuple[Tables, datetime]:
