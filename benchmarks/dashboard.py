@@ -70,6 +70,8 @@ FILTERED = {
     "browser": "browser=Firefox%20133.0",
     "browser family": "browser=Chrome",
     "platform": "platform=Windows&status_class=2",
+    "address": "remote_address=192.0.2.77",
+    "user agent": "user_agent=curl/8.5.0",
 }
 
 

@@ -119,6 +119,27 @@ def top(
     return read.top(conn, found, column, limit, grouped=grouped)
 
 
+def top_lists(
+    conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters,
+    columns: t.Sequence[str], limit: int = 10, *, grouped: t.Collection[str] = (),
+) -> list[list[tuple[t.Any, int]]]:
+    """:func:`top` of each of ``columns`` (``grouped`` names those ranked by group).
+    Lists only the raw rows give are counted in one pass over one client's or one
+    user agent's rows (see :func:`..queries.top_lists`)."""
+    found = _plan(conn, store, filters)
+    raw = [column for column in columns if found is None or not read.ranks(found, column)]
+    together: dict[str, list[tuple[t.Any, int]]] = {}
+    if len(raw) > 1 and (filters.remote_address is not None or filters.user_agent is not None):
+        lists = queries.top_lists(conn, table, filters, raw, limit, grouped=grouped)
+        if lists is not None:
+            together = dict(zip(raw, lists))
+    return [
+        together[column] if column in together
+        else top(conn, store, table, filters, column, limit, grouped=column in grouped)
+        for column in columns
+    ]
+
+
 def top_paths(
     conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters,
     limit: int = 20, by: str = "path",

@@ -48,6 +48,9 @@ def default_model(db: t.Any, table_name: str) -> type:
             sa.Index(f"ix_{table_name}_date", "date"),
             sa.Index(f"ix_{table_name}_date_path", "date", "path"),
             sa.Index(f"ix_{table_name}_date_status", "date", "status_code"),
+            # The filters the rollups cannot answer: one client, one user agent.
+            sa.Index(f"ix_{table_name}_remote_address_date", "remote_address", "date"),
+            sa.Index(f"ix_{table_name}_user_agent_date", "user_agent", "date"),
         ),
         "index": sa.Column(big_int, primary_key=True, autoincrement=True),
         "response_time": sa.Column(sa.Float),

@@ -407,13 +407,11 @@ _GROUPED_NOTES = {
 
 def fetch_top(view: View) -> list[list[tuple[t.Any, int]]]:
     """Each top list of ``_TOPS``, in order."""
-    return [
-        figures.top(
-            view.conn, view.store, view.table, view.filters, column, TOP_LIMIT,
-            grouped=grouping.key_for(column, view.filters) is not None,
-        )
-        for column, _ in _TOPS
-    ]
+    columns = [column for column, _ in _TOPS]
+    return figures.top_lists(
+        view.conn, view.store, view.table, view.filters, columns, TOP_LIMIT,
+        grouped=[c for c in columns if grouping.key_for(c, view.filters) is not None],
+    )
 
 
 def present_top(view: View, lists: list[list[tuple[t.Any, int]]]) -> dict[str, t.Any]:

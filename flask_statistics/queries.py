@@ -440,6 +440,42 @@ def top(
     return [(row.value, int(row.hits)) for row in conn.execute(query.limit(limit))]
 
 
+#: Most combinations of values :func:`top_lists` adds up itself.
+COMBINATIONS = 20_000
+
+
+def top_lists(
+    conn: sa.Connection, table: sa.Table, filters: Filters, columns: t.Sequence[str],
+    limit: int = 10, *, grouped: t.Collection[str] = (),
+) -> list[list[tuple[t.Any, int]]] | None:
+    """The top list of each of ``columns`` (text columns of :data:`TOP_COLUMNS`), as
+    :func:`top` gives it (``grouped`` names the columns ranked by group), from one
+    query that counts their combinations: one pass over the window's rows instead of
+    one per list, for a window of few rows (one client, one user agent). None when
+    the window has more than :data:`COMBINATIONS` of them; each list is then better
+    counted by the database."""
+    d = conn.dialect
+    where = _where_all(conn, table, filters)
+    # Not grouped through an index on a column, as in top().
+    values = [unindexed(d, exact_text(d, table.c[column])).label(f"v{n}") for n, column in enumerate(columns)]
+    base = sa.select(*values).where(*where).subquery("base")
+    keys = [base.c[f"v{n}"] for n in range(len(columns))]
+    query = sa.select(*keys, sa.func.count()).group_by(*keys).limit(COMBINATIONS + 1)
+    rows = conn.execute(query).all()
+    if len(rows) > COMBINATIONS:
+        return None
+    lists = []
+    for n, column in enumerate(columns):
+        total: dict[t.Any, int] = {}
+        for row in rows:
+            total[row[n]] = total.get(row[n], 0) + int(row[-1])
+        key = key_for(column, filters) if column in grouped else None
+        if key is not None:
+            total = group(total.items(), key)
+        lists.append(rank(total, limit))
+    return lists
+
+
 def top_paths(
     conn: sa.Connection, table: sa.Table, filters: Filters, limit: int = 20, by: str = "path"
 ) -> list[PathStats]:

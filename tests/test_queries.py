@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flask_statistics import queries
+from flask_statistics import figures, queries
 from flask_statistics.filters import TEXT_FILTERS, Filters, zone
 from flask_statistics.forms import MAX_DAYS
 from flask_statistics.queries import Kpis, PathStats, Point, Series
@@ -433,6 +433,32 @@ def test_top_paths(seeded: Seeded) -> None:
             assert actual == ref_top_paths(stored, f, limit), (name, limit)
 
 
+NARROWED = [{"user_agent": "curl/8.5"}, {"remote_address": "10.0.0.3"},
+            {"remote_address": "a::1", "status_class": 2}]
+
+
+@pytest.mark.parametrize("narrowed", NARROWED, ids=[str(n) for n in NARROWED])
+def test_the_top_lists_of_one_client_or_user_agent_in_one_pass(
+    seeded: Seeded, narrowed: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, stored = seeded
+    f = week(**narrowed)
+    columns = ["path", "browser", "platform", "referrer", "method"]
+    assert any(matches(r, f) for r in stored)
+    for grouped in ((), ("browser", "referrer")):
+        each = [queries.top(store.conn, store.table, f, c, 3, grouped=c in grouped) for c in columns]
+        got = queries.top_lists(store.conn, store.table, f, columns, 3, grouped=grouped)
+        assert got == each
+        if not grouped:
+            assert got == [ref_top(stored, f, c, 3) for c in columns]
+        assert figures.top_lists(store.conn, None, store.table, f, columns, 3, grouped=grouped) == each
+        # More combinations than it adds up itself: the lists come one by one.
+        monkeypatch.setattr(queries, "COMBINATIONS", 1)
+        assert queries.top_lists(store.conn, store.table, f, columns, 3, grouped=grouped) is None
+        assert figures.top_lists(store.conn, None, store.table, f, columns, 3, grouped=grouped) == each
+        monkeypatch.undo()
+
+
 @pytest.mark.parametrize("sort", ["date", "response_time", "size", "status_code"])
 @pytest.mark.parametrize("descending", [True, False])
 def test_request_pages(seeded: Seeded, sort: str, descending: bool) -> None:
@@ -811,7 +837,8 @@ def test_sqlite_reads_a_window_of_most_rows_straight_through(indexed: Store) -> 
         "top": lambda f: queries.top(indexed.conn, indexed.table, f, "platform"),
         "paths": lambda f: queries.top_paths(indexed.conn, indexed.table, f),
     }
-    lookups = re.compile(r"USING INDEX ix_\w+_date\b")  # a covering index reads no rows
+    # A covering index reads no rows.
+    lookups = re.compile(rf"USING INDEX ix_{indexed.table.name}_date\b")
     for name, figure in figures_of.items():
         plans = sqlite_plans(indexed, lambda: figure(WEEK))
         assert not any(lookups.search(plan) for plan in plans), (name, plans)
@@ -848,3 +875,27 @@ def test_a_browser_with_a_version_is_one_equality_the_index_answers(indexed: Sto
     assert all(f"USING INDEX ix_{indexed.table.name}_browser (browser=?)" in plan for plan in plans), plans
     assert queries.kpis(indexed.conn, indexed.table, firefox).hits == sum(
         1 for r in rows if r["browser"] == "Firefox 72.0")
+
+
+@sqlite_only
+@pytest.mark.parametrize("column", ["remote_address", "user_agent"])
+def test_one_client_or_user_agent_is_read_through_its_index(indexed: Store, column: str) -> None:
+    # The rollups cannot answer these filters: without an index of their own, every
+    # figure would read every row of the window.
+    rng = random.Random(15)
+    rows = indexed.insert([make_row(rng, WEEK.since + k * 7 * MICRO * 10**6) for k in range(300)])
+    value = next(r[column] for r in rows if r[column] is not None)
+    one = week(**{column: value})
+    figures_of = {
+        "kpis": lambda: queries.kpis(indexed.conn, indexed.table, one),
+        "timeseries": lambda: queries.timeseries(indexed.conn, indexed.table, one),
+        "status": lambda: queries.status_classes(indexed.conn, indexed.table, one),
+        "top": lambda: queries.top(indexed.conn, indexed.table, one, "path"),
+        "paths": lambda: queries.top_paths(indexed.conn, indexed.table, one),
+    }
+    wanted = f"USING INDEX ix_{indexed.table.name}_{column}_date ({column}=?"
+    for name, figure in figures_of.items():
+        plans = sqlite_plans(indexed, figure)
+        assert plans and all(wanted in plan for plan in plans), (name, plans)
+    assert queries.kpis(indexed.conn, indexed.table, one).hits == sum(
+        1 for r in rows if r[column] == value and WEEK.since <= r["date"] < WEEK.until)

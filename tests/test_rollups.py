@@ -169,6 +169,35 @@ def test_local_days_across_dst_and_odd_offsets(tables: Tables, tz: str) -> None:
         assert_same(tables, Filters.between(start, end, tz=tz))
 
 
+def test_a_path_row_counts_its_busiest_referrers_and_the_rest_as_other(tables: Tables) -> None:
+    # A path's rows count its browsers and referrers for the lists of a path filter,
+    # at most counts.CAP values a row: the others' hits show as "other".
+    rng = random.Random(21)
+    when = WEEK.since + 3 * DAY + 5 * MINUTE
+    rows = random_rows(rng, when, when + 5 * MINUTE, 650)
+    for n, row in enumerate(rows):
+        row.update(path="/a", method="GET", status_code=200,
+                   referrer="https://top.example/" if n < 50 else f"https://r{n}.example/")
+    tables.insert(rows + random_rows(rng, when, when + DAY, 300))
+    tables.rebuild()
+    hourly = Filters.between(date(2024, 3, 7), date(2024, 3, 7), path="/a")
+    for filters in (hourly, Filters.between(WEEK.start_day, WEEK.end_day, path="/a")):
+        with tables.engine.connect() as conn:
+            assert figures.source(conn, tables.store, filters) == "rollups"
+            total = queries.kpis(conn, tables.table, filters).hits
+            for grouped in (False, True):
+                got = figures.top(conn, tables.store, tables.table, filters, "referrer", 10**6, grouped=grouped)
+                want = queries.top(conn, tables.table, filters, "referrer", 10**6, grouped=grouped)
+                named = [(value, hits) for value, hits in got if value is not read.OTHER]
+                assert named[0] == want[0] == (("top.example" if grouped else "https://top.example/"), 50)
+                other = dict(got)[read.OTHER]
+                assert 0 < other and sum(hits for _, hits in got) == total
+                assert set(named) <= set(want)
+            for column in ("browser", "platform"):  # few values: every one is kept
+                assert figures.top(conn, tables.store, tables.table, filters, column) == queries.top(
+                    conn, tables.table, filters, column)
+
+
 def test_paths_beyond_the_cap_fold_into_other(tables: Tables) -> None:
     rng = random.Random(9)
     when = WEEK.since + 3 * DAY + 5 * MINUTE

@@ -9,7 +9,8 @@ once they are over, at these grains (see :mod:`.tables`):
 - ``STATUS``: method, status code and bot flag (status and method filters);
 - ``ROUTE`` and ``PATH``: route, path, method, status code and bot flag (path and route
   filters, the top paths). Paths beyond a bucket's cap are folded into one "other" row
-  per route.
+  per route. Path rows also count their browser and platform pairs and referrers
+  (the top lists of a path or route filter).
 - ``AGENT``: browser, platform, method, status code and bot flag, with referrer counts
   (browser and platform filters, the browser and platform lists). Browsers beyond the
   cap fold into one row per platform.

@@ -8,6 +8,7 @@ once, whatever the number of rollup rows it counts in.
 
 from __future__ import annotations
 
+import json
 import typing as t
 from datetime import datetime, timedelta, tzinfo
 from operator import itemgetter
@@ -120,9 +121,9 @@ class Entry:
         if visitors:
             self.visitors.add_hashes(visitors)
 
-    def copy(self) -> Entry:
+    def copy(self, counted: bool = True) -> Entry:
         """A new entry with the same sums and counts (what merging this one into an
-        empty one gives)."""
+        empty one gives); without the counts unless ``counted``."""
         entry = Entry.__new__(Entry)
         entry.hits = self.hits
         entry.bytes = self.bytes
@@ -131,11 +132,15 @@ class Entry:
         entry.last_seen = self.last_seen
         entry.times = self.times.copy()
         entry.visitors = self.visitors.copy()
-        entry.counts = None if self.counts is None else dict(self.counts)
-        entry.counts_other = self.counts_other
+        if counted:
+            entry.counts = None if self.counts is None else dict(self.counts)
+            entry.counts_other = self.counts_other
+        else:
+            entry.counts = None
+            entry.counts_other = 0
         return entry
 
-    def merge(self, other: Entry) -> None:
+    def merge(self, other: Entry, counted: bool = True) -> None:
         self.hits += other.hits
         self.bytes += other.bytes
         self.timed += other.timed
@@ -144,6 +149,8 @@ class Entry:
             self.last_seen = other.last_seen
         self.times.merge(other.times)
         self.visitors.merge(other.visitors)
+        if not counted:
+            return
         if other.counts is not None:
             if self.counts is None:
                 self.counts = {}
@@ -205,6 +212,7 @@ class DayOf:
 
 
 _referrer = itemgetter(11)
+_agent = itemgetter(9, 10)
 
 
 def _cached(cache: dict[datetime, datetime], key: datetime, make: t.Callable[[], datetime]) -> datetime:
@@ -232,6 +240,7 @@ class Totals:
         #: hits of each referrer in its counts.
         self.agents: dict[tuple[t.Any, ...], Entry] = {}
         self._hashes: dict[str, int] = {}
+        self._keys: dict[t.Any, str] = {}
 
     def add(self, facts: t.Iterable[Fact]) -> None:
         # Facts are first sorted into their entries and top lists in one cheap pass,
@@ -269,12 +278,27 @@ class Totals:
         hashes = self._hashes
         if len(hashes) > 100_000:
             hashes.clear()
+        keys = self._keys
+        if len(keys) > 10_000:
+            keys.clear()
         for key, group in groups.items():
             entry = entries.get(key)
             if entry is None:
                 entry = entries[key] = Entry()
+                entry.counts = {}
             # Bots are not counted as visitors.
             entry.add_all(group, None if key[5] else hashes)
+            # The path's browser and platform pairs and referrers, for the top lists
+            # of a path or route filter.
+            found: dict[t.Any, int] = {}
+            _count(found, map(_agent, group))
+            _count(found, map(_referrer, group))
+            counted = t.cast(dict, entry.counts)
+            for value, hits in found.items():
+                name = keys.get(value)
+                if name is None:
+                    name = keys[value] = path_count_key(value)
+                counted[name] = counted.get(name, 0) + hits
         agents = self.agents
         for key, group in agent_groups.items():
             entry = agents.get(key)
@@ -317,12 +341,12 @@ class Totals:
                     found = (*found, (YEAR, day_of.year(month)))
             return found
 
-        def into(key: Key, entry: Entry) -> None:
+        def into(key: Key, entry: Entry, counted: bool = True) -> None:
             target = out.get(key)
             if target is None:
-                out[key] = entry.copy()
+                out[key] = entry.copy(counted)
             else:
-                target.merge(entry)
+                target.merge(entry, counted)
 
         for (quarter, route, path, method, status, is_bot), entry in self.entries.items():
             day = day_of(quarter)
@@ -332,9 +356,9 @@ class Totals:
             cls = status_class(status)
             for tier, bucket in tiers(quarter, day):
                 into((tier, bucket, PATH, route, path, False, method, status, is_bot), entry)
-                into((tier, bucket, ROUTE, route, None, False, method, status, is_bot), entry)
-                into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry)
-                into((tier, bucket, CLASS, None, None, False, None, cls, is_bot), entry)
+                into((tier, bucket, ROUTE, route, None, False, method, status, is_bot), entry, False)
+                into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry, False)
+                into((tier, bucket, CLASS, None, None, False, None, cls, is_bot), entry, False)
         for (quarter, browser, platform, method, status, is_bot), entry in self.agents.items():
             day = day_of(quarter)
             method = method_key(_cut(method, METHOD_LENGTH))
@@ -355,6 +379,31 @@ class Totals:
                 target.hits += hits
                 add_counts(t.cast(dict, target.counts), counts)
         return out
+
+
+def path_count_key(value: t.Any) -> str:
+    """The name a path row counts ``value`` under: a (browser, platform) pair or a
+    referrer (see :func:`split_path_counts`)."""
+    if isinstance(value, tuple):
+        return "a" + json.dumps(value, ensure_ascii=True)
+    return "r" + json.dumps(value, ensure_ascii=True)
+
+
+def split_path_counts(
+    counts: dict[str, int],
+) -> tuple[dict[tuple[t.Optional[str], t.Optional[str]], int], dict[t.Optional[str], int]]:
+    """The (browser, platform) pairs and the referrers counted by path rows. Each
+    request counts once in each; what a row's cap left out is its hits less these."""
+    agents: dict[tuple[t.Optional[str], t.Optional[str]], int] = {}
+    referrers: dict[t.Optional[str], int] = {}
+    for name, hits in counts.items():
+        value = json.loads(name[1:])
+        if name[0] == "a":
+            pair = (value[0], value[1])
+            agents[pair] = agents.get(pair, 0) + hits
+        else:
+            referrers[value] = referrers.get(value, 0) + hits
+    return agents, referrers
 
 
 def quarter_aligned(moment: datetime) -> bool:

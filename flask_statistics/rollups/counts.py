@@ -14,8 +14,9 @@ Counts = dict[t.Optional[str], int]
 
 
 def encode(counts: Counts, other: int = 0) -> bytes:
-    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    items = list(counts.items())
     if len(items) > CAP:
+        items.sort(key=lambda kv: -kv[1])
         other += sum(count for _, count in items[CAP:])
         items = items[:CAP]
     # ensure_ascii: a recorded value may hold lone surrogates, which stay escaped.

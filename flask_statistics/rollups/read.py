@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import typing as t
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +22,9 @@ from ..dialects import exact_text, int_div, text_equals, text_startswith
 from ..filters import Filters, zone
 from ..grouping import Key, browser_condition, group, key_for, rank
 from ..sketches import Histogram, Visitors
-from .aggregate import method_key, month_start, quarter_aligned, quarter_start, year_start
+from .aggregate import (
+    method_key, month_start, quarter_aligned, quarter_start, split_path_counts, year_start,
+)
 from . import counts
 from .rebuild import next_month, next_year
 from .store import State, Store, _naive
@@ -356,14 +359,11 @@ _LISTS = ("browser", "platform", "referrer")
 
 
 def ranks(found: Plan, column: str) -> bool:
-    """Whether rollups hold the top list of ``column`` for ``found``'s filters: the
-    browser, platform and referrer lists are kept by method and status, not by path;
-    views filtered by browser or platform have no paths."""
+    """Whether rollups hold the top list of ``column`` for ``found``'s filters: views
+    filtered by browser or platform have no paths."""
     if found.grain == AGENT:
         return column in _LISTS or column == "method"
-    if column in _LISTS:
-        return found.grain in (CLASS, STATUS)  # not narrowed by path or route
-    return column in ("method", "path")
+    return column in (*_LISTS, "method", "path")
 
 
 def ranks_paths(found: Plan) -> bool:
@@ -379,6 +379,52 @@ def _top_counts(conn: sa.Connection, found: Plan, limit: int, key: Key | None) -
         other += counts.add_encoded(total, blob)
     if key is not None:
         # Values past a row's cap were folded before grouping: they stay "other".
+        total = group(total.items(), key)
+    if other:
+        total[OTHER] = other
+    return rank(total, limit)
+
+
+#: The counts of the path rows of a view, per connection: its three lists read them.
+_decoded: weakref.WeakKeyDictionary[sa.Connection, dict[tuple[int, Filters], t.Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _path_counts(
+    conn: sa.Connection, found: Plan
+) -> tuple[dict[tuple[t.Any, t.Any], int], dict[t.Any, int], int]:
+    """The (browser, platform) pairs and referrers counted by ``found``'s path rows,
+    and their hits."""
+    made = _decoded.setdefault(conn, {})
+    key = (id(found.store), found.filters)
+    if key not in made:
+        r = found.store.rollup.c
+        named: dict[t.Any, int] = {}
+        hits = 0
+        for row_hits, blob in conn.execute(sa.select(r.hits, r.counts).where(*found.where())):
+            hits += int(row_hits)
+            counts.add_encoded(named, blob)
+        made[key] = (*split_path_counts(named), hits)
+    return t.cast("tuple[dict[tuple[t.Any, t.Any], int], dict[t.Any, int], int]", made[key])
+
+
+def _top_path_counts(
+    conn: sa.Connection, found: Plan, column: str, limit: int, key: Key | None
+) -> list[tuple[t.Any, int]]:
+    """The browser, platform or referrer list of a path or route filter, from the
+    counts of the path rows (folded paths keep theirs): hits a row's cap left out of
+    its counts are "other"."""
+    agents, referrers, hits = _path_counts(conn, found)
+    total: dict[t.Any, int] = {}
+    if column == "referrer":
+        total = dict(referrers)  # the decoded counts stay as they are for the next list
+    else:
+        place = 0 if column == "browser" else 1
+        for pair, count in agents.items():
+            total[pair[place]] = total.get(pair[place], 0) + count
+    other = hits - sum(total.values())
+    if key is not None:
         total = group(total.items(), key)
     if other:
         total[OTHER] = other
@@ -426,6 +472,8 @@ def top(
         keys = [r.other, value]
     elif column in _LISTS:
         key = key_for(column, found.filters) if grouped else None
+        if found.grain in (PATH, ROUTE):
+            return _top_path_counts(conn, found.at_least(PATH), column, limit, key)
         if column == "referrer":
             counted = found if found.grain == AGENT else found.regrained(REFERRER)
             return _top_counts(conn, counted, limit, key)

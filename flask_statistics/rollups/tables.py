@@ -14,7 +14,9 @@ TIERS = (QUARTER, DAY, MONTH, YEAR)
 #: Grains: which dimensions a row keeps (the others are NULL).
 CLASS = 0  # status class (in ``status``: 1-5, 0 for codes outside 100-599), is_bot
 STATUS = 1  # method, status, is_bot
-PATH = 2  # route, path (or other), method, status, is_bot
+#: route, path (or other), method, status, is_bot, with the hits of each browser and
+#: platform pair and each referrer in ``counts`` (see ``aggregate.path_count_key``).
+PATH = 2
 #: The referrer top list: method, status, is_bot, with the hits of each referrer in
 #: ``counts`` (see :mod:`.counts`). Grains 3 and 4 are not used.
 REFERRER = 5
