@@ -371,18 +371,24 @@ def ranks_paths(found: Plan) -> bool:
     return found.grain != AGENT
 
 
+def _ranked(total: dict[t.Any, int], other: int, key: Key | None, limit: int) -> list[tuple[t.Any, int]]:
+    """``total`` grouped by ``key`` (when given) and ranked, with ``other`` hits of
+    values no row names (folded, or past a row's cap) as one value, :data:`OTHER`."""
+    if key is not None:
+        total = group(total.items(), key)
+    if other:
+        total[OTHER] = other
+    return rank(total, limit)
+
+
 def _top_counts(conn: sa.Connection, found: Plan, limit: int, key: Key | None) -> list[tuple[t.Any, int]]:
     r = found.store.rollup.c
     total: dict[t.Any, int] = {}
     other = 0
     for (blob,) in conn.execute(sa.select(r.counts).where(*found.where())):
         other += counts.add_encoded(total, blob)
-    if key is not None:
-        # Values past a row's cap were folded before grouping: they stay "other".
-        total = group(total.items(), key)
-    if other:
-        total[OTHER] = other
-    return rank(total, limit)
+    # Values past a row's cap were folded before grouping: they stay "other".
+    return _ranked(total, other, key, limit)
 
 
 #: The counts of the path rows of a view, per connection: its three lists read them.
@@ -424,11 +430,7 @@ def _top_path_counts(
         for pair, count in agents.items():
             total[pair[place]] = total.get(pair[place], 0) + count
     other = hits - sum(total.values())
-    if key is not None:
-        total = group(total.items(), key)
-    if other:
-        total[OTHER] = other
-    return rank(total, limit)
+    return _ranked(total, other, key, limit)
 
 
 def _top_agents(
@@ -447,11 +449,7 @@ def _top_agents(
             other += int(hits)
         else:
             total[values[-1]] = int(hits)
-    if key is not None:
-        total = group(total.items(), key)
-    if other:
-        total[OTHER] = other
-    return rank(total, limit)
+    return _ranked(total, other, key, limit)
 
 
 def top(
