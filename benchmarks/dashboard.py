@@ -47,7 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from flask_statistics import Statistics  # noqa: E402
 from flask_statistics.filters import zone  # noqa: E402
 from flask_statistics.rollups.compact import close_periods  # noqa: E402
-from flask_statistics.rollups.rebuild import days_with_rows, rebuild_day, today_start  # noqa: E402
+from flask_statistics.rollups.aggregate import DayOf, Totals  # noqa: E402
+from flask_statistics.rollups.rebuild import (  # noqa: E402
+    add_rows, day_start, days_with_rows, rebuild_day, today_start,
+)
 
 import traffic  # noqa: E402
 
@@ -190,6 +193,19 @@ def build_rollups(app: Flask, db: SQLAlchemy) -> None:
     with engine.begin() as conn:
         rollup_rows = conn.execute(sa.select(sa.func.count()).select_from(store.rollup)).scalar()
     print(f"  built {rollup_rows:,} rollup rows in {time.perf_counter() - start:.1f} s")
+    # What closing a day adds to the writer task's work under the writers' lock: its
+    # paths per browser and platform, from its raw rows (timed without writing them).
+    with engine.connect() as conn:
+        state_row = store.read_state(conn)
+    if state_row is not None and state_row.open_from is not None:
+        day = day_start(state_row.open_from - dt.timedelta(hours=12), tz)
+        start = time.perf_counter()
+        with engine.connect() as conn:
+            totals = Totals("only")
+            read = add_rows(conn, state.table, totals, day, state_row.open_from)
+            made = totals.rollup(DayOf(tz), open_from=state_row.open_from)
+        print(f"  a day's path-agent rows: {len(made):,} from {read:,} raw rows in "
+              f"{time.perf_counter() - start:.1f} s")
 
 
 def run(

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from . import queries
 from .filters import Filters
-from .rollups import read
+from .rollups import agent_paths, read
 from .rollups.store import Store, _naive
 from .rollups.tables import CLASS, DAY, QUARTER
 
@@ -114,6 +114,8 @@ def top(
     limit: int = 10, *, grouped: bool = False,
 ) -> list[tuple[t.Any, int]]:
     found = _plan(conn, store, filters)
+    if column == "path" and agent_paths.serves(found):
+        return agent_paths.top_path_hits(conn, t.cast(read.Plan, found), table, limit)
     if found is None or not read.ranks(found, column):
         return queries.top(conn, table, filters, column, limit, grouped=grouped)
     return read.top(conn, found, column, limit, grouped=grouped)
@@ -145,6 +147,8 @@ def top_paths(
     limit: int = 20, by: str = "path",
 ) -> list[queries.PathStats]:
     found = _plan(conn, store, filters)
+    if agent_paths.serves(found):
+        return agent_paths.top_paths(conn, t.cast(read.Plan, found), table, limit, by)
     if found is None or not read.ranks_paths(found):
         return queries.top_paths(conn, table, filters, limit, by)
     return read.top_paths(conn, found, limit, by)

@@ -4,6 +4,7 @@ visitors within 2 % (exact while small), whatever filter the rollups serve."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -20,8 +21,8 @@ from flask_statistics.filters import Filters
 from flask_statistics.rollups import compact, read
 from flask_statistics.rollups.compact import Compaction
 from flask_statistics.rollups.rebuild import Backfill, days_with_rows, rebuild_day
-from flask_statistics.rollups.store import AGENT_CAP, PATH_CAP, Store
-from flask_statistics.rollups.tables import AGENT, DAY as DAY_TIER, MONTH, PATH, QUARTER, YEAR
+from flask_statistics.rollups.store import AGENT_CAP, PATH_AGENT_CAP, PATH_CAP, Store
+from flask_statistics.rollups.tables import AGENT, DAY as DAY_TIER, MONTH, PATH, PATH_AGENT, QUARTER, YEAR
 from flask_statistics.filters import zone
 
 from dashboard_support import Tables
@@ -143,6 +144,10 @@ FILTERS = [
     {"browser": "Chrome", "status": 404},
     {"platform": "Windows", "status_class": 2, "method": "GET"},
 ]
+
+
+#: The filters the agent rows answer, but for the paths under them.
+AGENT_FILTERS = [f for f in FILTERS if "browser" in f or "platform" in f]
 
 
 @pytest.mark.parametrize("extra", FILTERS, ids=[str(f) for f in FILTERS])
@@ -341,10 +346,24 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
                 sa.select(sa.func.count()).where(r.tier == DAY_TIER, r.bucket >= since, r.bucket < until)
             ).scalar()
 
+    def agent_rows(since: datetime, until: datetime) -> int:
+        with tables.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).where(r.grain == PATH_AGENT, r.bucket >= since, r.bucket < until)
+            ).scalar()
+
+    def same(since: date, until: date) -> None:
+        # The paths of a browser or platform filter add the path-agent rows of the
+        # days that are over to the raw rows of the others.
+        for extra in ({}, *AGENT_FILTERS):
+            assert_same(tables, Filters.between(since, until, tz=tz, **extra))
+
     # Open days have 15-minute rows only, and every figure still adds up.
     assert day_rows(week.since, week.until + 2 * DAY) == 0
     assert day_rows(week.since - 2 * DAY, week.since) > 0
-    assert_same(tables, Filters.between(week.start_day - timedelta(days=1), week.end_day, tz=tz))
+    assert agent_rows(week.since, week.until + 2 * DAY) == 0
+    assert agent_rows(week.since - 2 * DAY, week.since) > 0
+    same(week.start_day - timedelta(days=1), week.end_day)
 
     # The days before "now" become day rows; the day holding now stays open.
     assert close_days(tables.engine, tables.store, tz, now=week.until + 2 * HOUR) >= 7
@@ -352,13 +371,21 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
         state = tables.store.read_state(conn)
     assert state is not None and state.open_from is not None and state.open_from >= week.until
     assert day_rows(week.since, week.until) > 0
-    assert_same(tables, week)
-    assert_same(tables, Filters.between(week.end_day, week.end_day + timedelta(days=1), tz=tz))
+    # Closing a day made its path-agent rows from its raw rows.
+    assert agent_rows(week.since, week.until) > 0
+    assert agent_rows(week.until, week.until + 2 * DAY) == 0
+    same(week.start_day, week.end_day)
+    same(week.end_day, week.end_day + timedelta(days=1))
+    # An hourly window that starts within a day reads that day's part from the raw
+    # rows, and the next day from its path-agent rows.
+    for extra in AGENT_FILTERS:
+        window = Filters.between(week.start_day + timedelta(days=1), week.start_day + timedelta(days=2), tz=tz, **extra)
+        assert_same(tables, dataclasses.replace(window, since=window.since + 6 * HOUR))
 
     # A late batch for a merged day adds to both its tiers, as the writer does it.
     write_late(tables, tz, random_rows(rng, week.since + 2 * DAY, week.since + 2 * DAY + HOUR, 300))
-    assert_same(tables, week)
-    assert_same(tables, Filters.between(week.start_day + timedelta(days=2), week.start_day + timedelta(days=2), tz=tz))
+    same(week.start_day, week.end_day)
+    same(week.start_day + timedelta(days=2), week.start_day + timedelta(days=2))
 
 
 # ---------------------------------------------------------------------------------
@@ -751,6 +778,52 @@ def test_without_rollup_tables_rows_are_still_written(make_app: t.Any, caplog: t
     assert response.status_code == 200
 
 
+def test_a_rollup_table_without_the_agent_path_columns_names_the_fix(make_app: t.Any, caplog: t.Any) -> None:
+    import re
+
+    app, db, _model, statistics = make_app(model="default")
+    state = app.extensions["statistics"]
+    rollup = state.rollups.rollup
+    with app.app_context():
+        engine = db.engine
+        # The rollup table as it was made before path-agent rows.
+        rollup.drop(engine)
+        earlier = sa.Table(
+            rollup.name, sa.MetaData(),
+            *(
+                sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+                for c in rollup.columns if c.name not in ("browser", "platform")
+            ),
+        )
+        earlier.create(engine)
+        state.rollups.forget(engine)
+    serve(app)
+    client = app.test_client()
+    for n in range(20):
+        client.get(f"/items/{n}")
+    assert statistics.flush(timeout=30, app=app)
+    assert statistics.health(app).written == 20 and statistics.health(app).rejected == 0
+    warnings = [r.getMessage() for r in caplog.records if "keeps no rollups" in r.getMessage()]
+    assert len(warnings) == 1 and "lacks the column(s) browser, platform" in warnings[0], warnings
+    assert "flask statistics rebuild" in warnings[0]
+    tables = Tables(app, db)
+    with engine.connect() as conn:
+        assert figures.source(conn, tables.store, today_filters()) == "rows"
+
+    # The statements it names add the columns; then the rollups are kept again.
+    fix = re.search(r"Add them \((.*)\), then run", warnings[0])
+    assert fix is not None
+    with engine.begin() as conn:
+        for statement in fix.group(1).split("; "):
+            conn.exec_driver_sql(statement)
+    state.rollups.forget(engine)
+    tables.rebuild()
+    for n in range(20):
+        client.get(f"/items/{n}")
+    assert statistics.flush(timeout=30, app=app)
+    assert_same(tables, today_filters())
+
+
 def test_a_failing_rollup_update_keeps_the_rows_and_marks_the_rollups_stale(
     make_app: t.Any, monkeypatch: t.Any, caplog: t.Any
 ) -> None:
@@ -814,6 +887,12 @@ def test_random_paths_leave_the_rollups_bounded(make_app: t.Any) -> None:
     counts, quarters = path_rows()
     assert 0 < counts[DAY_TIER] <= 2 * (PATH_CAP[DAY_TIER] + 1)
     assert_same(tables, today_filters(2), paths=False)
+    # So are the paths per browser and platform that closing the days made.
+    with tables.engine.connect() as conn:
+        agent_paths = conn.execute(
+            sa.select(sa.func.count()).where(r.grain == PATH_AGENT, r.tier == DAY_TIER)
+        ).scalar()
+    assert PATH_AGENT_CAP[DAY_TIER] <= agent_paths <= 2 * (PATH_AGENT_CAP[DAY_TIER] + 1)
 
 
 APP_MODULE = '''

@@ -18,8 +18,8 @@ from ..filters import METHODS, local_midnight_utc
 from ..sketches import Histogram, Visitors
 from .counts import add as add_counts
 from .tables import (
-    AGENT, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_LENGTH, QUARTER, REFERRER, YEAR,
-    ROUTE, ROUTE_LENGTH, STATUS,
+    AGENT, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_AGENT, PATH_LENGTH, QUARTER, REFERRER,
+    YEAR, ROUTE, ROUTE_LENGTH, STATUS,
 )
 
 #: date (naive UTC), method, status code, path, route, response time (s), size,
@@ -29,8 +29,11 @@ Fact = tuple[
     t.Optional[float], t.Optional[int], t.Optional[str], t.Optional[bool],
     t.Optional[str], t.Optional[str], t.Optional[str],
 ]
-#: tier, bucket, grain, route, path, other, method, status, is_bot.
-Key = tuple[int, datetime, int, t.Optional[str], t.Optional[str], bool, t.Optional[str], t.Optional[int], t.Optional[bool]]
+#: tier, bucket, grain, route, path, other, method, status, is_bot, browser, platform.
+Key = tuple[
+    int, datetime, int, t.Optional[str], t.Optional[str], bool, t.Optional[str],
+    t.Optional[int], t.Optional[bool], t.Optional[str], t.Optional[str],
+]
 
 #: Methods outside this set count as one method, "OTHER", so a client inventing
 #: methods cannot multiply rollup rows.
@@ -232,7 +235,14 @@ class Totals:
     """Facts summed per quarter, route, path, method, status and bot flag; add facts in
     as many calls as needed, then take :meth:`rollup`."""
 
-    def __init__(self) -> None:
+    def __init__(self, agent_paths: str = "all") -> None:
+        #: The path-agent entries (paths per browser and platform, day rows only):
+        #: "all" as facts come in; "closed": made in :meth:`rollup` for the facts of
+        #: days already over only (a writer's late rows), as the open days have none;
+        #: "only": these alone (a day being closed).
+        self.agent_paths = agent_paths
+        self._late: list[Fact] = []
+        self.path_agents: dict[tuple[t.Any, ...], Entry] = {}
         self.entries: dict[tuple[t.Any, ...], Entry] = {}
         #: (quarter, grain, method, status, is_bot) -> {value: hits}, for top lists.
         self.tops: dict[tuple[t.Any, ...], dict[t.Optional[str], int]] = {}
@@ -243,6 +253,15 @@ class Totals:
         self._keys: dict[t.Any, str] = {}
 
     def add(self, facts: t.Iterable[Fact]) -> None:
+        if self.agent_paths == "only":
+            self._add_path_agents(facts)
+            return
+        if self.agent_paths == "closed":
+            facts = list(facts)
+            self._late.extend(facts)
+        elif self.agent_paths == "all":
+            facts = list(facts)
+            self._add_path_agents(facts)
         # Facts are first sorted into their entries and top lists in one cheap pass,
         # then each entry sums its facts at once: the sums, and the order they are
         # added in, are those of adding the facts one by one.
@@ -315,6 +334,33 @@ class Totals:
                 counts = tops[top] = {}
             _count(counts, map(_referrer, group))
 
+    def _add_path_agents(
+        self, facts: t.Iterable[Fact], entries: dict[tuple[t.Any, ...], Entry] | None = None
+    ) -> None:
+        groups: dict[tuple[t.Any, ...], list[Fact]] = {}
+        quarter = end = None
+        for fact in facts:
+            date = fact[0]
+            if quarter is None or not quarter <= date < end:  # type: ignore[operator]
+                quarter = date.replace(minute=date.minute - date.minute % 15, second=0, microsecond=0)
+                end = quarter + _QUARTER
+            key = (quarter, fact[4], fact[3], fact[1], fact[2], fact[8], fact[9], fact[10])
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [fact]
+            else:
+                group.append(fact)
+        if entries is None:
+            entries = self.path_agents
+        hashes = self._hashes
+        if len(hashes) > 100_000:
+            hashes.clear()
+        for key, group in groups.items():
+            entry = entries.get(key)
+            if entry is None:
+                entry = entries[key] = Entry()
+            entry.add_all(group, None if key[5] else hashes)
+
     def rollup(
         self, day_of: DayOf, quarters_from: datetime | None = None,
         open_from: datetime | None = None, months_before: datetime | None = None,
@@ -355,23 +401,42 @@ class Totals:
             path = _cut(path, PATH_LENGTH)
             cls = status_class(status)
             for tier, bucket in tiers(quarter, day):
-                into((tier, bucket, PATH, route, path, False, method, status, is_bot), entry)
-                into((tier, bucket, ROUTE, route, None, False, method, status, is_bot), entry, False)
-                into((tier, bucket, STATUS, None, None, False, method, status, is_bot), entry, False)
-                into((tier, bucket, CLASS, None, None, False, None, cls, is_bot), entry, False)
+                into((tier, bucket, PATH, route, path, False, method, status, is_bot, None, None), entry)
+                into((tier, bucket, ROUTE, route, None, False, method, status, is_bot, None, None), entry, False)
+                into((tier, bucket, STATUS, None, None, False, method, status, is_bot, None, None), entry, False)
+                into((tier, bucket, CLASS, None, None, False, None, cls, is_bot, None, None), entry, False)
         for (quarter, browser, platform, method, status, is_bot), entry in self.agents.items():
             day = day_of(quarter)
             method = method_key(_cut(method, METHOD_LENGTH))
             platform = _cut(platform, ROUTE_LENGTH)
             browser = _cut(browser, PATH_LENGTH)
             for tier, bucket in tiers(quarter, day):
-                into((tier, bucket, AGENT, platform, browser, False, method, status, is_bot), entry)
+                into((tier, bucket, AGENT, platform, browser, False, method, status, is_bot, None, None), entry)
+        path_agents = self.path_agents
+        if self.agent_paths == "closed" and self._late:
+            late = self._late
+            if open_from is not None:
+                late = [fact for fact in late if fact[0] < open_from]
+            path_agents = {}
+            self._add_path_agents(late, path_agents)
+        for (quarter, route, path, method, status, is_bot, browser, platform), entry in path_agents.items():
+            day = day_of(quarter)
+            if open_from is not None and day >= open_from:
+                continue  # an open day's paths per agent are read from its raw rows
+            key_values = (
+                _cut(route, ROUTE_LENGTH), _cut(path, PATH_LENGTH), False,
+                method_key(_cut(method, METHOD_LENGTH)), status, is_bot,
+                _cut(browser, PATH_LENGTH), _cut(platform, ROUTE_LENGTH),
+            )
+            for tier, bucket in tiers(quarter, day):
+                if tier != QUARTER:
+                    into((tier, bucket, PATH_AGENT, *key_values), entry, False)
         for (quarter, grain, method, status, is_bot), counts in self.tops.items():
             day = day_of(quarter)
             method = method_key(_cut(method, METHOD_LENGTH))
             hits = sum(counts.values())
             for tier, bucket in tiers(quarter, day):
-                key: Key = (tier, bucket, grain, None, None, False, method, status, is_bot)
+                key: Key = (tier, bucket, grain, None, None, False, method, status, is_bot, None, None)
                 target = out.get(key)
                 if target is None:
                     target = out[key] = Entry()

@@ -27,9 +27,10 @@ import sqlalchemy as sa
 from ..filters import zone
 from ..sketches import Histogram, Visitors
 from . import counts
-from .aggregate import Entry, Key, month_start, year_start
+from ..schema import present_columns
+from .aggregate import DayOf, Entry, Key, Totals, month_start, year_start
 from .maintenance import MaintenanceTask
-from .rebuild import day_start, next_day, next_month, next_year
+from .rebuild import add_rows, day_start, next_day, next_month, next_year
 from .store import Store, _naive
 from .tables import CLASS, DAY, GRAINS, MONTH, QUARTER, YEAR
 
@@ -66,6 +67,10 @@ def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | 
             end = next_day(start, tz)
             _delete_tier(conn, store, DAY, start, end)
             store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end))
+            # Paths per agent, which no 15-minute row keeps, from the day's raw rows.
+            path_agents = Totals("only")
+            add_rows(conn, store.table, path_agents, start, end, present_columns(engine, store.table))
+            store.apply(conn, path_agents.rollup(DayOf(tz), open_from=end))
             store.set_state(conn, open_from=end)
         closed += 1
 
@@ -176,14 +181,15 @@ def _merged(
     rows = conn.execute(
         sa.select(
             r.grain, r.route, r.path, r.other, r.method, r.status, r.is_bot, r.hits, r.bytes,
-            r.timed, r.time_sum, r.last_seen, r.times, r.visitors, r.counts,
+            r.timed, r.time_sum, r.last_seen, r.times, r.visitors, r.counts, r.browser,
+            r.platform,
         ).where(r.grain.in_(GRAINS), r.tier == tier, r.bucket >= start, r.bucket < end)
     )
     out: dict[Key, Entry] = {}
     for row in rows:
         key: Key = (
             into, start, int(row.grain), row.route, row.path, bool(row.other), row.method,
-            row.status, row.is_bot,
+            row.status, row.is_bot, row.browser, row.platform,
         )
         entry = out.get(key)
         if entry is None:

@@ -29,7 +29,8 @@ from . import counts
 from .rebuild import next_month, next_year
 from .store import State, Store, _naive
 from .tables import (
-    AGENT, AGENT_COLUMNS, CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER, REFERRER, ROUTE, STATUS, YEAR,
+    AGENT, AGENT_COLUMNS, CLASS, DAY, DIMENSIONS, MONTH, PATH, PATH_AGENT, QUARTER, REFERRER, ROUTE,
+    STATUS, YEAR,
 )
 
 #: Filters only the raw rows can answer.
@@ -66,6 +67,8 @@ class Plan:
     months_before: datetime | None = None
     #: Years before this have year rows: a day-tier plan reads whole years there.
     years_before: datetime | None = None
+    #: Whether the day rows follow the local days of the view's zone.
+    local_days: bool = False
 
     @property
     def since(self) -> datetime:
@@ -138,7 +141,7 @@ class Plan:
             raise ValueError("a view filtered by browser or platform is read from its own rows")
         return plan_for(
             self.store, self.filters, grain, self.tier, self.dialect, self.open_from,
-            self.months_before, self.years_before,
+            self.months_before, self.years_before, local_days=self.local_days,
         )
 
 
@@ -175,7 +178,7 @@ def plan(
         grain = CLASS
     found = plan_for(
         store, filters, grain, tier, conn.dialect, state.open_from, state.months_before,
-        state.years_before,
+        state.years_before, local_days=state.zone == filters.tz,
     )
     if filters.path is not None and _folded(conn, found):
         return None  # a folded path could match: only the raw rows know
@@ -197,7 +200,7 @@ def usable(state: State | None, filters: Filters) -> bool:
 def plan_for(
     store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any,
     open_from: datetime | None = None, months_before: datetime | None = None,
-    years_before: datetime | None = None,
+    years_before: datetime | None = None, *, local_days: bool = False,
 ) -> Plan:
     r = store.rollup.c
     conditions: list[ColumnElement[bool]] = []
@@ -212,6 +215,10 @@ def plan_for(
     if grain == AGENT and filters.browser is not None:
         conditions.append(browser_condition(dialect, r.path, filters.browser))
         conditions.append(r.other.is_(False))
+    if grain == PATH_AGENT and filters.platform is not None:
+        conditions.append(text_equals(dialect, r.platform, filters.platform))
+    if grain == PATH_AGENT and filters.browser is not None:
+        conditions.append(browser_condition(dialect, r.browser, filters.browser))
     if filters.status is not None:
         conditions.append(r.status == filters.status)
     if filters.status_class is not None:
@@ -228,7 +235,7 @@ def plan_for(
         conditions.append(sa.or_(r.is_bot.is_(None), r.is_bot.is_(False)))
     return Plan(
         store, grain, tier, filters, dialect, tuple(conditions), open_from, months_before,
-        years_before,
+        years_before, local_days,
     )
 
 

@@ -85,24 +85,32 @@ def rebuild_day(
     """Replace the rollups of the local day starting at ``start`` with those of its raw
     rows; returns how many raw rows it read."""
     end = next_day(start, tz)
-    table = store.table
-    columns = fact_columns(table, engine.dialect, present)
     totals = Totals()
-    read = 0
     with engine.begin() as conn:
         store.lock(conn)
         store.delete_period(conn, start, end)
         store.reopen_months(conn, month_start(start, tz), tz)
-        # Streamed in slices: bounded memory whatever the day holds.
-        result = conn.execute(
-            sa.select(*columns)
-            .where(table.c.date >= start, table.c.date < end)
-            .execution_options(yield_per=_SLICE)
-        )
-        for rows in result.partitions():
-            read += len(rows)
-            totals.add(_facts(rows))
+        read = add_rows(conn, store.table, totals, start, end, present)
         store.apply(conn, totals.rollup(DayOf(tz), store.quarters_from(), *store.cuts(conn)))
+    return read
+
+
+def add_rows(
+    conn: sa.Connection, table: sa.Table, totals: Totals, start: datetime, end: datetime,
+    present: t.Collection[str] | None = None,
+) -> int:
+    """Add the raw rows dated in ``[start, end)`` to ``totals``; returns how many."""
+    columns = fact_columns(table, conn.dialect, present)
+    # Streamed in slices: bounded memory whatever the day holds.
+    result = conn.execute(
+        sa.select(*columns)
+        .where(table.c.date >= start, table.c.date < end)
+        .execution_options(yield_per=_SLICE)
+    )
+    read = 0
+    for rows in result.partitions():
+        read += len(rows)
+        totals.add(_facts(rows))
     return read
 
 

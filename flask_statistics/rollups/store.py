@@ -23,7 +23,10 @@ from ..bulk import ManyValues, copy_rows, copy_statement, values_insert, values_
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key, year_start
-from .tables import AGENT, CAPPED, DAY, GRAINS, MONTH, PATH, QUARTER, TIERS, YEAR, rollup_table, state_table
+from .tables import (
+    AGENT, CAPPED, DAY, GRAINS, MONTH, PATH, PATH_AGENT, QUARTER, TIERS, YEAR, rollup_table,
+    state_table,
+)
 
 logger = logging.getLogger("flask_statistics")
 
@@ -31,19 +34,28 @@ logger = logging.getLogger("flask_statistics")
 PATH_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000, YEAR: 50000}
 #: Most agent rows (browser, platform, method, status) one bucket keeps.
 AGENT_CAP = {QUARTER: 1000, DAY: 5000, MONTH: 20000, YEAR: 50000}
-_CAPS = {PATH: PATH_CAP, AGENT: AGENT_CAP}
+#: Most path-agent rows (path, browser, platform, method, status) one bucket keeps.
+PATH_AGENT_CAP = {QUARTER: 1000, DAY: 20000, MONTH: 50000, YEAR: 100000}
+_CAPS = {PATH: PATH_CAP, AGENT: AGENT_CAP, PATH_AGENT: PATH_AGENT_CAP}
 _CHUNK = 500
 _SUMS = ("hits", "bytes", "timed", "time_sum", "last_seen", "times", "visitors", "counts")
-_INSERTED = ("key", "tier", "grain", "bucket", "route", "path", "other", "method", "status", "is_bot", *_SUMS)
+_INSERTED = (
+    "key", "tier", "grain", "bucket", "route", "path", "other", "method", "status", "is_bot",
+    "browser", "platform", *_SUMS,
+)
+#: The columns path-agent rows add, which a rollup table made before them lacks.
+AGENT_PATH_COLUMNS = ("browser", "platform")
 
 
 def digest(key: Key) -> str:
-    tier, bucket, grain, route, path, other, method, status, is_bot = key
-    text = "\x1f".join(
-        "\x00" if v is None else str(v)
-        for v in (tier, bucket.isoformat(), grain, route, path, int(other), method, status,
-                  None if is_bot is None else int(is_bot))
+    tier, bucket, grain, route, path, other, method, status, is_bot, browser, platform = key
+    values: tuple[t.Any, ...] = (
+        tier, bucket.isoformat(), grain, route, path, int(other), method, status,
+        None if is_bot is None else int(is_bot),
     )
+    if browser is not None or platform is not None:
+        values = (*values, browser, platform)
+    text = "\x1f".join("\x00" if v is None else str(v) for v in values)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -78,6 +90,8 @@ class Store:
         self.rollup = rollup_table(table)
         self.state = state_table(table)
         self._present: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
+        #: Engines whose rollup table lacks columns (said once, by :meth:`present`).
+        self.incomplete: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
         self._writes: _Writes | None = None
 
     # -- existence ------------------------------------------------------------------
@@ -90,8 +104,34 @@ class Store:
             found = all(
                 inspector.has_table(t.name, schema=t.schema) for t in (self.rollup, self.state)
             )
+            if found:
+                found = self._complete(engine, inspector)
             self._present[engine] = found
         return found
+
+    def _complete(self, engine: sa.Engine, inspector: t.Any) -> bool:
+        """Whether the rollup table has the columns of path-agent rows; says how to add
+        them when it does not (a table made before them)."""
+        rollup = self.rollup
+        names = {c["name"].lower() for c in inspector.get_columns(rollup.name, schema=rollup.schema)}
+        missing = [name for name in AGENT_PATH_COLUMNS if name not in names]
+        if not missing:
+            return True
+        self.incomplete[engine] = True
+        preparer = engine.dialect.identifier_preparer
+        statements = "; ".join(
+            f"ALTER TABLE {preparer.format_table(rollup)} ADD COLUMN "
+            f"{preparer.format_column(rollup.c[name])} "
+            f"{rollup.c[name].type.compile(dialect=engine.dialect)}"
+            for name in missing
+        )
+        logger.warning(
+            "flask-statistics keeps no rollups for table %r: its rollup table %r lacks the "
+            "column(s) %s. Add them (%s), then run `flask statistics rebuild`; until then "
+            "the dashboard reads every raw row.",
+            self.table.name, rollup.name, ", ".join(missing), statements,
+        )
+        return False
 
     def forget(self, engine: sa.Engine) -> None:
         self._present.pop(engine, None)
@@ -272,8 +312,10 @@ class Store:
             keys.sort(key=lambda k: (-entries[k].hits, k[4] or ""))
             for key in keys[max(room, 0):]:
                 entry = entries.pop(key)
-                tier, bucket, grain, route, _path, _other, method, status, is_bot = key
-                other: Key = (tier, bucket, grain, route, None, True, method, status, is_bot)
+                tier, bucket, grain, route, _path, _other, method, status, is_bot, browser, platform = key
+                other: Key = (
+                    tier, bucket, grain, route, None, True, method, status, is_bot, browser, platform
+                )
                 target = entries.get(other)
                 if target is None:
                     entries[other] = entry
@@ -333,9 +375,10 @@ def _merged(row: t.Any, entry: Entry) -> tuple[t.Any, ...]:
 
 def _new_row(key_digest: str, key: Key, entry: Entry) -> tuple[t.Any, ...]:
     """A new row for ``entry``: its values in ``_INSERTED`` order."""
-    tier, bucket, grain, route, path, other, method, status, is_bot = key
+    tier, bucket, grain, route, path, other, method, status, is_bot, browser, platform = key
     return (
-        key_digest, tier, grain, bucket, route, path, other, method, status, is_bot,
+        key_digest, tier, grain, bucket, route, path, other, method, status, is_bot, browser,
+        platform,
         entry.hits, entry.bytes, entry.timed, entry.time_sum, entry.last_seen,
         entry.times.to_bytes() if entry.times.count else None,
         None if entry.visitors.empty else entry.visitors.to_bytes(),

@@ -25,7 +25,12 @@ ROUTE = 6  # route, method, status, is_bot
 #: hits of each referrer in ``counts``: the browser and platform filters, and the
 #: browser and platform lists.
 AGENT = 7
-GRAINS = (CLASS, STATUS, PATH, REFERRER, ROUTE, AGENT)
+#: route, path (or other), method, status, is_bot, browser and platform: the paths of a
+#: browser or platform filter. Day, month and year rows only, of days that are over:
+#: a day's rows are made from its raw rows when it closes (see ``compact``), and the
+#: open days are read from the raw rows.
+PATH_AGENT = 8
+GRAINS = (CLASS, STATUS, PATH, REFERRER, ROUTE, AGENT, PATH_AGENT)
 #: The dimensions each grain of the figures keeps.
 DIMENSIONS = {
     CLASS: frozenset(("class", "is_bot")),
@@ -33,12 +38,15 @@ DIMENSIONS = {
     ROUTE: frozenset(("class", "method", "status", "is_bot", "route")),
     PATH: frozenset(("class", "method", "status", "is_bot", "route", "path")),
     AGENT: frozenset(("class", "method", "status", "is_bot", "browser", "platform")),
+    PATH_AGENT: frozenset(
+        ("class", "method", "status", "is_bot", "route", "path", "browser", "platform")
+    ),
 }
 #: The columns of agent rows that hold each top list's values.
 AGENT_COLUMNS = {"browser": "path", "platform": "route"}
 #: Grains whose distinct values a client controls: capped per bucket. A folded row
 #: keeps its ``route`` (a path's route, a browser's platform).
-CAPPED = (PATH, AGENT)
+CAPPED = (PATH, AGENT, PATH_AGENT)
 
 #: Longest path and route kept in a rollup row.
 PATH_LENGTH = 2048
@@ -72,6 +80,9 @@ def rollup_table(table: sa.Table) -> sa.Table:
         sa.Column("method", sa.String(METHOD_LENGTH)),
         sa.Column("status", sa.Integer),
         sa.Column("is_bot", sa.Boolean),
+        # Path-agent rows only (the agent rows keep theirs in path and route).
+        sa.Column("browser", sa.String(PATH_LENGTH)),
+        sa.Column("platform", sa.String(ROUTE_LENGTH)),
         sa.Column("hits", sa.BigInteger, nullable=False),
         sa.Column("bytes", sa.BigInteger, nullable=False),
         sa.Column("timed", sa.BigInteger, nullable=False),  # hits with a response time

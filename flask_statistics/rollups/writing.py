@@ -36,7 +36,7 @@ class Rollups:
             present = self.store.present(engine)
         except Exception:
             return False
-        if not present and engine not in self._warned:
+        if not present and engine not in self._warned and engine not in self.store.incomplete:
             self._warned[engine] = True
             store = self.store
             logger.warning(
@@ -49,7 +49,9 @@ class Rollups:
 
     def entries(self, facts: t.Iterable[Fact]) -> Totals:
         """The batch summed up, before the lock: the costly part, per request."""
-        totals = Totals()
+        # Paths per agent are kept for days that are over only: a batch adds its late
+        # rows, if any, to them.
+        totals = Totals("closed")
         totals.add(facts)
         return totals
 

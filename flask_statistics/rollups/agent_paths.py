@@ -1,0 +1,220 @@
+"""The paths of a view filtered by browser or platform: the busiest paths (or routes)
+with their figures, and the path top list.
+
+Path-agent rows (``PATH_AGENT``) exist for local days that are over only: a day's are
+made from its raw rows when it closes. So the whole days of the window that are over
+are read from those rows (day, month and year rows), and the rest, the days still
+open and the edges of a window that does not start or end on a local midnight, from
+the raw rows. Both are added up here: counts and sums exactly, response times and
+visitors through the same sketches as every rollup figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from .. import queries
+from ..dialects import as_double, exact_text, unindexed
+from ..filters import zone
+from ..sketches import Histogram, Visitors
+from .aggregate import quarter_aligned
+from .read import OTHER, Plan, plan_for
+from .rebuild import day_start, next_day
+from .store import _naive
+from .tables import AGENT, DAY, PATH_AGENT
+
+
+def serves(found: Plan | None) -> bool:
+    """Whether ``found`` is a browser or platform view whose paths this module reads."""
+    return found is not None and found.grain == AGENT and found.local_days
+
+
+def _split(found: Plan) -> tuple[Plan | None, ColumnElement[bool] | None, list[tuple[datetime, datetime]]]:
+    """The path-agent plan and the rows of it that cover whole closed days of the
+    window, and the ``[since, until)`` ranges left to the raw rows."""
+    since, until = found.since, found.until
+    tz = zone(found.filters.tz)
+    first = day_start(since, tz)
+    if first < since:
+        first = next_day(first, tz)
+    last = day_start(until, tz)
+    if found.open_from is not None:
+        last = min(last, found.open_from)
+    if not (since <= first < last <= until) or not (quarter_aligned(first) and quarter_aligned(last)):
+        return None, None, [(since, until)]
+    rolled = plan_for(
+        found.store, found.filters, PATH_AGENT, DAY, found.dialect, None, found.months_before,
+        found.years_before, local_days=True,
+    )
+    raw = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
+    return rolled, rolled.span(first, last), raw
+
+
+def _raw_where(
+    conn: sa.Connection, table: sa.Table, found: Plan, since: datetime, until: datetime
+) -> list[ColumnElement[bool]]:
+    filters = dataclasses.replace(found.filters, since=since, until=until)
+    return queries._where_all(conn, table, filters)
+
+
+class _Sums:
+    __slots__ = ("hits", "timed", "time_sum", "errors", "last_seen")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.timed = 0
+        self.time_sum = 0.0
+        self.errors = 0
+        self.last_seen: datetime | None = None
+
+    def add(self, hits: t.Any, timed: t.Any, time_sum: t.Any, errors: t.Any, last_seen: t.Any) -> None:
+        self.hits += int(hits or 0)
+        self.timed += int(timed or 0)
+        self.time_sum += float(time_sum or 0.0)
+        self.errors += int(errors or 0)
+        if last_seen is not None:
+            seen = _naive(last_seen)
+            if self.last_seen is None or seen > self.last_seen:
+                self.last_seen = seen
+
+
+def _ranked(values: t.Iterable[t.Any], hits: t.Callable[[t.Any], int], limit: int) -> list[t.Any]:
+    # Most hits first, ties by value, None after the names, the folded rest last.
+    def order(value: t.Any) -> tuple[int, int, str]:
+        if value is OTHER:
+            return (-hits(value), 2, "")
+        return (-hits(value), 1 if value is None else 0, value or "")
+
+    return sorted(values, key=order)[:limit]
+
+
+def top_paths(
+    conn: sa.Connection, found: Plan, table: sa.Table, limit: int, by: str = "path"
+) -> list[queries.PathStats]:
+    """The busiest paths (or routes) of ``found``, as :func:`..queries.top_paths`."""
+    d = conn.dialect
+    rolled, span, raw = _split(found)
+    sums: dict[t.Any, _Sums] = {}
+    if rolled is not None:
+        r = found.store.rollup.c
+        value = exact_text(d, r[by]).label("value")
+        kept = [] if by == "route" else [r.other.is_(False)]
+        query = (
+            sa.select(
+                value, sa.func.sum(r.hits), sa.func.sum(r.timed), sa.func.sum(r.time_sum),
+                sa.func.sum(sa.case((r.status >= 400, r.hits), else_=0)), sa.func.max(r.last_seen),
+            )
+            .where(span, *rolled.conditions, *kept)
+            .group_by(value)
+        )
+        for name, *figures in conn.execute(query):
+            sums.setdefault(name, _Sums()).add(*figures)
+    c = table.c
+    rt = as_double(d, c.response_time)
+    column = unindexed(d, exact_text(d, c[by])).label("value")
+    for since, until in raw:
+        query = (
+            sa.select(
+                column, sa.func.count(), sa.func.count(rt), sa.func.sum(rt),
+                sa.func.sum(sa.case((c.status_code >= 400, 1), else_=0)), sa.func.max(c.date),
+            )
+            .where(*_raw_where(conn, table, found, since, until))
+            .group_by(column)
+        )
+        for name, *figures in conn.execute(query):
+            sums.setdefault(name, _Sums()).add(*figures)
+    shown = _ranked(sums, lambda name: sums[name].hits, limit)
+    if not shown:
+        return []
+    times = {name: Histogram() for name in shown}
+    visitors = {name: Visitors() for name in shown}
+    names = [name for name in shown if name is not None]
+
+    def wanted(column: ColumnElement[t.Any]) -> ColumnElement[bool]:
+        parts = [column.in_(names)] if names else []
+        if len(names) < len(shown):
+            parts.append(column.is_(None))
+        return sa.or_(*parts)
+
+    if rolled is not None:
+        r = found.store.rollup.c
+        value = exact_text(d, r[by]).label("value")
+        kept = [] if by == "route" else [r.other.is_(False)]
+        blobs = sa.select(value, r.times, r.visitors).where(
+            span, *rolled.conditions, *kept, wanted(r[by])
+        )
+        for name, time_blob, visitor_blob in conn.execute(blobs):
+            if name in times:
+                if time_blob:
+                    times[name].merge(Histogram.from_bytes(time_blob))
+                if visitor_blob:
+                    visitors[name].merge(Visitors.from_bytes(visitor_blob))
+    hashes: dict[str, int] = {}
+    for since, until in raw:
+        rows = sa.select(column, rt, queries.visitor(d, table)).where(
+            *_raw_where(conn, table, found, since, until), wanted(c[by])
+        )
+        per: dict[t.Any, list[float]] = {}
+        for name, seconds, address in conn.execute(rows):
+            if name not in times:
+                continue  # the same name in another case or with trailing spaces
+            if seconds is not None:
+                per.setdefault(name, []).append(float(seconds))
+            if address is not None:
+                code = hashes.get(address)
+                if code is None:
+                    code = hashes[address] = Visitors.hash(address)
+                visitors[name].add_hash(code)
+        for name, values in per.items():
+            times[name].add_all(values)
+    out = []
+    for name in shown:
+        total = sums[name]
+        out.append(
+            queries.PathStats(
+                path=name,
+                hits=total.hits,
+                visitors=visitors[name].count(),
+                avg=total.time_sum / total.timed if total.timed else None,
+                p95=times[name].quantile(0.95),
+                error_rate=total.errors / total.hits,
+                last_seen=total.last_seen,
+            )
+        )
+    return out
+
+
+def top_path_hits(
+    conn: sa.Connection, found: Plan, table: sa.Table, limit: int
+) -> list[tuple[t.Any, int]]:
+    """The path top list of ``found``, as :func:`..queries.top`; paths folded out of the
+    path-agent rows count as one value, :data:`.read.OTHER`."""
+    d = conn.dialect
+    rolled, span, raw = _split(found)
+    hits: dict[t.Any, int] = {}
+    if rolled is not None:
+        r = found.store.rollup.c
+        value = exact_text(d, r.path).label("value")
+        query = (
+            sa.select(r.other, value, sa.func.sum(r.hits))
+            .where(span, *rolled.conditions)
+            .group_by(r.other, value)
+        )
+        for other, name, count in conn.execute(query):
+            key = OTHER if other else name
+            hits[key] = hits.get(key, 0) + int(count)
+    column = unindexed(d, exact_text(d, table.c.path)).label("value")
+    for since, until in raw:
+        query = (
+            sa.select(column, sa.func.count())
+            .where(*_raw_where(conn, table, found, since, until))
+            .group_by(column)
+        )
+        for name, count in conn.execute(query):
+            hits[name] = hits.get(name, 0) + int(count)
+    return [(name, hits[name]) for name in _ranked(hits, hits.__getitem__, limit)]
