@@ -114,79 +114,111 @@ def top_paths(
         )
         for name, *figures in conn.execute(query):
             sums.setdefault(name, _Sums()).add(*figures)
+    # The raw rows are few (the open days): read once, summed here, and kept for the
+    # sketches of the names shown.
+    seconds: dict[t.Any, list[float]] = {}
+    addresses: dict[t.Any, set[str]] = {}
     c = table.c
-    rt = as_double(d, c.response_time)
-    column = unindexed(d, exact_text(d, c[by])).label("value")
+    column = unindexed(d, exact_text(d, c[by]))
+    # SQLite keeps dates as text of one width, in date order: only the latest of each
+    # name is made a datetime, not every row's.
+    dates = sa.type_coerce(c.date, sa.String()) if d.name == "sqlite" else c.date
+    latest: dict[t.Any, t.Any] = {}
     for since, until in raw:
-        query = (
-            sa.select(
-                column, sa.func.count(), sa.func.count(rt), sa.func.sum(rt),
-                sa.func.sum(sa.case((c.status_code >= 400, 1), else_=0)), sa.func.max(c.date),
-            )
-            .where(*_raw_where(conn, table, found, since, until))
-            .group_by(column)
-        )
-        for name, *figures in conn.execute(query):
-            sums.setdefault(name, _Sums()).add(*figures)
+        rows = sa.select(
+            column, as_double(d, c.response_time), queries.visitor(d, table), c.status_code, dates,
+        ).where(*_raw_where(conn, table, found, since, until))
+        _add_raw(conn.execute(rows).all(), sums, seconds, addresses, latest)
+    if latest:
+        convert = c.date.type.dialect_impl(d).result_processor(d, None) if dates is not c.date else None
+        for name, moment in latest.items():
+            sums[name].add(0, 0, 0, 0, convert(moment) if convert is not None else moment)
     shown = _ranked(sums, lambda name: sums[name].hits, limit)
     if not shown:
         return []
-    times = {name: Histogram() for name in shown}
-    visitors = {name: Visitors() for name in shown}
-    names = [name for name in shown if name is not None]
-
-    def wanted(column: ColumnElement[t.Any]) -> ColumnElement[bool]:
-        parts = [column.in_(names)] if names else []
-        if len(names) < len(shown):
-            parts.append(column.is_(None))
-        return sa.or_(*parts)
-
-    if rolled is not None:
-        r = found.store.rollup.c
-        value = exact_text(d, r[by]).label("value")
-        kept = [] if by == "route" else [r.other.is_(False)]
-        blobs = sa.select(value, r.times, r.visitors).where(
-            span, *rolled.conditions, *kept, wanted(r[by])
-        )
-        for name, time_blob, visitor_blob in conn.execute(blobs):
-            if name in times:
-                if time_blob:
-                    times[name].merge(Histogram.from_bytes(time_blob))
-                if visitor_blob:
-                    visitors[name].merge(Visitors.from_bytes(visitor_blob))
+    times, visitors = _sketches(conn, found, rolled, span, by, shown)
     hashes: dict[str, int] = {}
-    for since, until in raw:
-        rows = sa.select(column, rt, queries.visitor(d, table)).where(
-            *_raw_where(conn, table, found, since, until), wanted(c[by])
-        )
-        per: dict[t.Any, list[float]] = {}
-        for name, seconds, address in conn.execute(rows):
-            if name not in times:
-                continue  # the same name in another case or with trailing spaces
-            if seconds is not None:
-                per.setdefault(name, []).append(float(seconds))
-            if address is not None:
-                code = hashes.get(address)
-                if code is None:
-                    code = hashes[address] = Visitors.hash(address)
-                visitors[name].add_hash(code)
-        for name, values in per.items():
-            times[name].add_all(values)
     out = []
     for name in shown:
+        histogram = times[name]
+        histogram.add_all(seconds.get(name, ()))
+        seen = visitors[name]
+        codes = set()
+        for address in addresses.get(name, ()):
+            code = hashes.get(address)
+            if code is None:
+                code = hashes[address] = Visitors.hash(address)
+            codes.add(code)
+        if codes:
+            seen.add_hashes(codes)
         total = sums[name]
         out.append(
             queries.PathStats(
                 path=name,
                 hits=total.hits,
-                visitors=visitors[name].count(),
+                visitors=seen.count(),
                 avg=total.time_sum / total.timed if total.timed else None,
-                p95=times[name].quantile(0.95),
+                p95=histogram.quantile(0.95),
                 error_rate=total.errors / total.hits,
                 last_seen=total.last_seen,
             )
         )
     return out
+
+
+def _add_raw(
+    rows: t.Sequence[t.Any], sums: dict[t.Any, _Sums], seconds: dict[t.Any, list[float]],
+    addresses: dict[t.Any, set[str]], latest: dict[t.Any, t.Any],
+) -> None:
+    for name, value, address, status, date in rows:
+        total = sums.get(name)
+        if total is None:
+            total = sums[name] = _Sums()
+            seconds[name] = []
+            addresses[name] = set()
+        elif name not in seconds:
+            seconds[name] = []
+            addresses[name] = set()
+        total.hits += 1
+        if value is not None:
+            total.timed += 1
+            total.time_sum += value
+            seconds[name].append(value)
+        if status is not None and status >= 400:
+            total.errors += 1
+        if date is not None:
+            last = latest.get(name)
+            if last is None or date > last:
+                latest[name] = date
+        if address is not None:
+            addresses[name].add(address)
+
+
+def _sketches(
+    conn: sa.Connection, found: Plan, rolled: Plan | None, span: ColumnElement[bool] | None,
+    by: str, shown: list[t.Any],
+) -> tuple[dict[t.Any, Histogram], dict[t.Any, Visitors]]:
+    """The merged response times and visitors of the path-agent rows of ``shown``."""
+    time_blobs: dict[t.Any, list[bytes]] = {name: [] for name in shown}
+    visitor_blobs: dict[t.Any, list[bytes]] = {name: [] for name in shown}
+    if rolled is not None and span is not None:
+        r = found.store.rollup.c
+        column = r[by]
+        names = [name for name in shown if name is not None]
+        wanted = [column.in_(names)] if names else []
+        if len(names) < len(shown):
+            wanted.append(column.is_(None))
+        kept = [] if by == "route" else [r.other.is_(False)]
+        blobs = sa.select(exact_text(conn.dialect, column), r.times, r.visitors).where(
+            span, *rolled.conditions, *kept, sa.or_(*wanted)
+        )
+        for name, time_blob, visitor_blob in conn.execute(blobs).all():
+            if name in time_blobs:
+                time_blobs[name].append(time_blob)
+                visitor_blobs[name].append(visitor_blob)
+    times = {name: Histogram.merged(time_blobs[name]) for name in shown}
+    visitors = {name: Visitors.merged(visitor_blobs[name]) for name in shown}
+    return times, visitors
 
 
 def top_path_hits(
