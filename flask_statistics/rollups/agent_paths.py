@@ -120,19 +120,15 @@ def top_paths(
     addresses: dict[t.Any, set[str]] = {}
     c = table.c
     column = unindexed(d, exact_text(d, c[by]))
-    # SQLite keeps dates as text of one width, in date order: only the latest of each
-    # name is made a datetime, not every row's.
-    dates = sa.type_coerce(c.date, sa.String()) if d.name == "sqlite" else c.date
+    dates, convert = _dates_as_text(d, c.date)
     latest: dict[t.Any, t.Any] = {}
     for since, until in raw:
         rows = sa.select(
             column, as_double(d, c.response_time), queries.visitor(d, table), c.status_code, dates,
         ).where(*_raw_where(conn, table, found, since, until))
         _add_raw(conn.execute(rows).all(), sums, seconds, addresses, latest)
-    if latest:
-        convert = c.date.type.dialect_impl(d).result_processor(d, None) if dates is not c.date else None
-        for name, moment in latest.items():
-            sums[name].add(0, 0, 0, 0, convert(moment) if convert is not None else moment)
+    for name, moment in latest.items():
+        sums[name].add(0, 0, 0, 0, convert(moment))
     shown = _ranked(sums, lambda name: sums[name].hits, limit)
     if not shown:
         return []
@@ -164,6 +160,21 @@ def top_paths(
             )
         )
     return out
+
+
+def _dates_as_text(
+    dialect: t.Any, date: ColumnElement[t.Any]
+) -> tuple[ColumnElement[t.Any], t.Callable[[t.Any], t.Any]]:
+    """``date`` to select, and what makes one value a datetime. SQLite keeps dates as
+    text of one width, and MariaDB and MySQL send a DATETIME as such text, in date
+    order: only the latest of each name is made a datetime, not every row's (with
+    pymysql, that was a fifth of the time of reading an open day)."""
+    if dialect.name == "sqlite":
+        processor = date.type.dialect_impl(dialect).result_processor(dialect, None)
+        return sa.type_coerce(date, sa.String()), processor or (lambda value: value)
+    if dialect.name in ("mysql", "mariadb"):
+        return sa.cast(date, sa.String()), datetime.fromisoformat
+    return date, lambda value: value
 
 
 def _add_raw(
