@@ -444,6 +444,11 @@ def test_long_ranges_read_whole_months_from_month_rows(tables: Tables, tz: str) 
         ]
         by_day = figures.timeseries(conn, tables.store, tables.table, march)
         assert sum(p.hits for p in by_day.points) == 0
+        # So do the paths of a browser, from their month rows.
+        firefox = Filters.between(ten_years.start_day, ten_years.end_day, tz=tz, browser="Firefox")
+        assert [(p.path, p.hits) for p in figures.top_paths(conn, tables.store, tables.table, firefox, 50)] == [
+            (p.path, p.hits) for p in queries.top_paths(conn, tables.table, firefox, 50)
+        ]
 
 
 def test_late_rows_and_rebuilt_days_keep_month_rows_exact(tables: Tables) -> None:
