@@ -78,9 +78,11 @@ class _Sums:
         self.time_sum += float(time_sum or 0.0)
         self.errors += int(errors or 0)
         if last_seen is not None:
-            seen = _naive(last_seen)
-            if self.last_seen is None or seen > self.last_seen:
-                self.last_seen = seen
+            self.saw(_naive(last_seen))
+
+    def saw(self, moment: datetime) -> None:
+        if self.last_seen is None or moment > self.last_seen:
+            self.last_seen = moment
 
 
 def _ranked(values: t.Iterable[t.Any], hits: t.Callable[[t.Any], int], limit: int) -> list[t.Any]:
@@ -128,7 +130,7 @@ def top_paths(
         ).where(*_raw_where(conn, table, found, since, until))
         _add_raw(conn.execute(rows).all(), sums, seconds, addresses, latest)
     for name, moment in latest.items():
-        sums[name].add(0, 0, 0, 0, convert(moment))
+        sums[name].saw(_naive(convert(moment)))
     shown = _ranked(sums, lambda name: sums[name].hits, limit)
     if not shown:
         return []
