@@ -160,7 +160,9 @@ def test_rebuilt_rollups_equal_the_raw_figures(tables: Tables, extra: dict[str, 
         assert_same(tables, filters)
 
 
-@pytest.mark.parametrize("tz", ["America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"])
+# DST (New York), a :45 offset (Kathmandu), a :30 offset whose DST moves by half an hour
+# (Lord Howe).
+@pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"])
 def test_local_days_across_dst_and_odd_offsets(tables: Tables, tz: str) -> None:
     # March and November 2024 hold the DST changes of New York, Berlin and Lord Howe.
     rng = random.Random(5)
@@ -408,7 +410,7 @@ def delete_days(tables: Tables, since: datetime, until: datetime) -> None:
         conn.execute(sa.delete(tables.store.rollup).where(r.tier == DAY_TIER, r.bucket >= since, r.bucket < until))
 
 
-@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("tz", ["America/New_York", "Australia/Lord_Howe"])
 def test_long_ranges_read_whole_months_from_month_rows(tables: Tables, tz: str) -> None:
     rng = random.Random(21)
     tables.insert(random_rows(rng, *SPRING, 4000))
@@ -496,7 +498,7 @@ def local_instant(day: date, tz: str) -> datetime:
     return Filters.between(day, day, tz=tz).since
 
 
-@pytest.mark.parametrize("tz", ["UTC", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("tz", ["Australia/Lord_Howe"])
 def test_long_ranges_read_whole_years_from_year_rows(tables: Tables, tz: str) -> None:
     rng = random.Random(27)
     tables.insert(random_rows(rng, datetime(2022, 12, 20), datetime(2024, 1, 10), 2000))
