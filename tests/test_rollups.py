@@ -150,14 +150,15 @@ FILTERS = [
 AGENT_FILTERS = [f for f in FILTERS if "browser" in f or "platform" in f]
 
 
-@pytest.mark.parametrize("extra", FILTERS, ids=[str(f) for f in FILTERS])
-def test_rebuilt_rollups_equal_the_raw_figures(tables: Tables, extra: dict[str, t.Any]) -> None:
+def test_rebuilt_rollups_equal_the_raw_figures(tables: Tables) -> None:
+    # One table for every filter: building it cost more than comparing a filter.
     rng = random.Random(3)
     tables.insert(random_rows(rng, WEEK.since - 2 * DAY, WEEK.until + 2 * DAY, 3000))
     tables.rebuild()
-    for filters in (Filters.between(WEEK.start_day, WEEK.end_day, **extra),
-                    Filters.between(date(2024, 3, 5), date(2024, 3, 6), **extra)):  # hourly
-        assert_same(tables, filters)
+    for extra in FILTERS:
+        for filters in (Filters.between(WEEK.start_day, WEEK.end_day, **extra),
+                        Filters.between(date(2024, 3, 5), date(2024, 3, 6), **extra)):  # hourly
+            assert_same(tables, filters)
 
 
 # DST (New York), a :45 offset (Kathmandu), a :30 offset whose DST moves by half an hour
