@@ -331,7 +331,7 @@ def write_late(tables: Tables, tz: str, late: list[dict[str, t.Any]]) -> None:
 
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu"])
 def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: str) -> None:
-    from flask_statistics.rollups.compact import close_days
+    from flask_statistics.rollups.compact import close_days, close_quarters
 
     rng = random.Random(12)
     week = Filters.between(WEEK.start_day, WEEK.end_day, tz=tz)  # New York's DST starts on the 10th
@@ -389,6 +389,33 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
     write_late(tables, tz, random_rows(rng, week.since + 2 * DAY, week.since + 2 * DAY + HOUR, 300))
     same(week.start_day, week.end_day)
     same(week.start_day + timedelta(days=2), week.start_day + timedelta(days=2))
+
+    # The open day's quarters that are over are added to its path-agent day rows
+    # (eight a transaction); the quarter holding "now" stays with the raw rows.
+    opened = t.cast(datetime, state.open_from)
+    now = opened + 5 * HOUR + timedelta(minutes=7)
+    assert close_quarters(tables.engine, tables.store, tz, now=now) == 20
+    assert close_quarters(tables.engine, tables.store, tz, now=now) == 0
+    assert agent_rows(opened, opened + 5 * HOUR) > 0
+    assert agent_rows(opened + 5 * HOUR, opened + 2 * DAY) == 0
+    open_day = week.end_day + timedelta(days=1)
+    same(open_day, open_day)
+    for extra in AGENT_FILTERS:  # a window from 02:30 reads that day's raw rows
+        window = Filters.between(open_day, open_day, tz=tz, **extra)
+        assert_same(tables, dataclasses.replace(window, since=opened + 2 * HOUR + timedelta(minutes=30)))
+    # A late batch for a quarter that has path-agent rows adds to them.
+    write_late(tables, tz, random_rows(rng, opened + HOUR, opened + 2 * HOUR, 200))
+    same(open_day, open_day)
+    same(week.start_day, open_day)
+    # Rebuilding the open day makes the path-agent rows of its quarters again.
+    rebuild_day(tables.engine, tables.store, opened, zone(tz))
+    assert agent_rows(opened, opened + 5 * HOUR) > 0
+    same(open_day, open_day)
+
+    # Closing that day adds the rest of it.
+    assert close_days(tables.engine, tables.store, tz, now=opened + DAY + 2 * HOUR) == 1
+    same(open_day, open_day)
+    same(week.start_day, open_day)
 
 
 # ---------------------------------------------------------------------------------
@@ -786,24 +813,26 @@ def test_without_rollup_tables_rows_are_still_written(make_app: t.Any, caplog: t
     assert response.status_code == 200
 
 
-def test_a_rollup_table_without_the_agent_path_columns_names_the_fix(make_app: t.Any, caplog: t.Any) -> None:
+def test_rollup_tables_without_the_agent_path_columns_name_the_fix(make_app: t.Any, caplog: t.Any) -> None:
     import re
 
     app, db, _model, statistics = make_app(model="default")
     state = app.extensions["statistics"]
-    rollup = state.rollups.rollup
     with app.app_context():
         engine = db.engine
-        # The rollup table as it was made before path-agent rows.
-        rollup.drop(engine)
-        earlier = sa.Table(
-            rollup.name, sa.MetaData(),
-            *(
-                sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-                for c in rollup.columns if c.name not in ("browser", "platform")
-            ),
-        )
-        earlier.create(engine)
+        # The rollup and state tables as they were made before path-agent rows.
+        for table, left_out in (
+            (state.rollups.rollup, ("browser", "platform")), (state.rollups.state, ("agents_from",))
+        ):
+            table.drop(engine)
+            sa.Table(
+                table.name, sa.MetaData(),
+                *(
+                    sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable,
+                              autoincrement=c.autoincrement)
+                    for c in table.columns if c.name not in left_out
+                ),
+            ).create(engine)
         state.rollups.forget(engine)
     serve(app)
     client = app.test_client()
@@ -812,7 +841,12 @@ def test_a_rollup_table_without_the_agent_path_columns_names_the_fix(make_app: t
     assert statistics.flush(timeout=30, app=app)
     assert statistics.health(app).written == 20 and statistics.health(app).rejected == 0
     warnings = [r.getMessage() for r in caplog.records if "keeps no rollups" in r.getMessage()]
-    assert len(warnings) == 1 and "lacks the column(s) browser, platform" in warnings[0], warnings
+    rollup, state_table = state.rollups.rollup.name, state.rollups.state.name
+    assert len(warnings) == 1, warnings
+    assert (
+        f"lack the column(s) {rollup}.browser, {rollup}.platform, {state_table}.agents_from"
+        in warnings[0]
+    ), warnings
     assert "flask statistics rebuild" in warnings[0]
     tables = Tables(app, db)
     with engine.connect() as conn:

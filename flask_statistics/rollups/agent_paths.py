@@ -1,12 +1,14 @@
 """The paths of a view filtered by browser or platform: the busiest paths (or routes)
 with their figures, and the path top list.
 
-Path-agent rows (``PATH_AGENT``) exist for local days that are over only: a day's are
-made from its raw rows when it closes. So the whole days of the window that are over
-are read from those rows (day, month and year rows), and the rest, the days still
-open and the edges of a window that does not start or end on a local midnight, from
-the raw rows. Both are added up here: counts and sums exactly, response times and
-visitors through the same sketches as every rollup figure.
+Path-agent rows (``PATH_AGENT``) are day, month and year rows. A closed day's count
+all of it; the open day's count its quarters that are over, up to the state's
+``agents_from`` (the writer task adds each quarter within a minute or so of its end,
+see :func:`.compact.close_quarters`). So the window's whole closed days and the open
+day up to ``agents_from`` are read from those rows, and the rest, the last quarter of
+an hour or so and the edges of a window that does not start or end on a local
+midnight, from the raw rows. Both are added up here: counts and sums exactly,
+response times and visitors through the same sketches as every rollup figure.
 """
 
 from __future__ import annotations
@@ -35,24 +37,45 @@ def serves(found: Plan | None) -> bool:
 
 
 def _split(found: Plan) -> tuple[Plan | None, ColumnElement[bool] | None, list[tuple[datetime, datetime]]]:
-    """The path-agent plan and the rows of it that cover whole closed days of the
-    window, and the ``[since, until)`` ranges left to the raw rows."""
+    """The path-agent plan and the rows of it that cover the window's whole closed
+    days and the open day's quarters they count, and the ``[since, until)`` ranges
+    left to the raw rows."""
     since, until = found.since, found.until
     tz = zone(found.filters.tz)
-    first = day_start(since, tz)
-    if first < since:
-        first = next_day(first, tz)
-    last = day_start(until, tz)
-    if found.open_from is not None:
-        last = min(last, found.open_from)
-    if not (since <= first < last <= until) or not (quarter_aligned(first) and quarter_aligned(last)):
-        return None, None, [(since, until)]
     rolled = plan_for(
         found.store, found.filters, PATH_AGENT, DAY, found.dialect, None, found.months_before,
         found.years_before, local_days=True,
     )
-    raw = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
-    return rolled, rolled.span(first, last), raw
+    parts: list[ColumnElement[bool]] = []
+    raw: list[tuple[datetime, datetime]] = []
+    cursor = since
+    first = day_start(since, tz)
+    if first < since:
+        first = next_day(first, tz)
+    last = day_start(until, tz)
+    open_from, agents_from = found.open_from, found.agents_from
+    if open_from is not None:
+        last = min(last, open_from)
+    if since <= first < last <= until and quarter_aligned(first) and quarter_aligned(last):
+        parts.append(rolled.span(first, last))
+        if since < first:
+            raw.append((since, first))
+        cursor = last
+    # The open day's rows count it from its start to ``agents_from``: a window that
+    # holds all of that reads them.
+    if (
+        open_from is not None and agents_from is not None
+        and cursor <= open_from < agents_from <= until
+    ):
+        parts.append(rolled._range(PATH_AGENT, DAY, open_from, agents_from))
+        if cursor < open_from:
+            raw.append((cursor, open_from))
+        cursor = agents_from
+    if cursor < until:
+        raw.append((cursor, until))
+    if not parts:
+        return None, None, [(since, until)]
+    return rolled, sa.or_(*parts) if len(parts) > 1 else parts[0], raw
 
 
 def _raw_where(

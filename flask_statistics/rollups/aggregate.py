@@ -364,14 +364,16 @@ class Totals:
     def rollup(
         self, day_of: DayOf, quarters_from: datetime | None = None,
         open_from: datetime | None = None, months_before: datetime | None = None,
-        years_before: datetime | None = None,
+        years_before: datetime | None = None, agents_from: datetime | None = None,
     ) -> dict[Key, Entry]:
         """Every rollup row the facts add to, keyed by tier, bucket, grain and
         dimensions. Days from ``open_from`` on count in their quarters only (they get
         day rows when they are over); older quarters than ``quarters_from`` count in
         their day only; days of months before ``months_before`` count in their month
         too (a late row for a month already merged), and in their year before
-        ``years_before``."""
+        ``years_before``. Path-agent entries of an open day count in its day rows if
+        their quarter is before ``agents_from`` (the part of the day those rows hold),
+        else nowhere."""
         out: dict[Key, Entry] = {}
 
         def tiers(quarter: datetime, day: datetime) -> tuple[tuple[int, datetime], ...]:
@@ -413,21 +415,27 @@ class Totals:
             for tier, bucket in tiers(quarter, day):
                 into((tier, bucket, AGENT, platform, browser, False, method, status, is_bot, None, None), entry)
         path_agents = self.path_agents
+        # The first quarter whose paths per agent are read from its raw rows.
+        built = open_from if agents_from is None or (open_from is not None and agents_from < open_from) else agents_from
         if self.agent_paths == "closed" and self._late:
             late = self._late
-            if open_from is not None:
-                late = [fact for fact in late if fact[0] < open_from]
+            if built is not None:
+                late = [fact for fact in late if fact[0] < built]
             path_agents = {}
             self._add_path_agents(late, path_agents)
         for (quarter, route, path, method, status, is_bot, browser, platform), entry in path_agents.items():
             day = day_of(quarter)
-            if open_from is not None and day >= open_from:
-                continue  # an open day's paths per agent are read from its raw rows
             key_values = (
                 _cut(route, ROUTE_LENGTH), _cut(path, PATH_LENGTH), False,
                 method_key(_cut(method, METHOD_LENGTH)), status, is_bot,
                 _cut(browser, PATH_LENGTH), _cut(platform, ROUTE_LENGTH),
             )
+            if open_from is not None and day >= open_from:
+                # An open day: its day rows count its quarters before ``agents_from``;
+                # the later ones are read from the raw rows.
+                if built is not None and quarter < built:
+                    into((DAY, day, PATH_AGENT, *key_values), entry, False)
+                continue
             for tier, bucket in tiers(quarter, day):
                 if tier != QUARTER:
                     into((tier, bucket, PATH_AGENT, *key_values), entry, False)

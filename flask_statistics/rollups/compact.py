@@ -8,6 +8,12 @@ writers' lock: a batch lands wholly before (in the merged rows) or after (adding
 both tiers, as for any closed day). The dashboard reads day rows before
 ``open_from`` and 15-minute rows from it on, so every request counts once.
 
+Paths per browser and platform (path-agent rows) have no 15-minute rows: they are
+day rows, which this task makes from the raw rows. While a day is open, each quarter
+that is over is added to them (:func:`close_quarters`, moving ``agents_from``), so
+the dashboard reads the raw rows of the last quarter or so only; when the day closes,
+its last quarters are added the same way.
+
 Months work the same way one tier up: once every day of a local month has its day
 rows, they are merged into month rows and ``months_before`` moves to the next month;
 late rows for such a month then add to its month rows too. A long range reads whole
@@ -20,7 +26,7 @@ they are merged again here.
 from __future__ import annotations
 
 import typing as t
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -28,15 +34,20 @@ from ..filters import zone
 from ..sketches import Histogram, Visitors
 from . import counts
 from ..schema import present_columns
-from .aggregate import DayOf, Entry, Key, Totals, month_start, year_start
+from .aggregate import DayOf, Entry, Key, Totals, month_start, quarter_start, year_start
 from .maintenance import MaintenanceTask
 from .rebuild import add_rows, day_start, next_day, next_month, next_year
 from .store import Store, _naive
-from .tables import CLASS, DAY, GRAINS, MONTH, QUARTER, YEAR
+from .tables import CLASS, DAY, GRAINS, MONTH, PATH_AGENT, QUARTER, YEAR
 
 #: Seconds between two looks at the state row, and before another try after a
 #: failure. A day not yet merged is still counted, from its 15-minute rows.
 CHECK_EVERY = 60.0
+#: Most quarters one transaction of :func:`close_quarters` reads: the writers wait.
+QUARTERS_AT_ONCE = 8
+#: The grains whose 15-minute rows a closing day merges into its day rows.
+MERGED_GRAINS = tuple(grain for grain in GRAINS if grain != PATH_AGENT)
+_QUARTER = timedelta(minutes=15)
 
 
 def _utcnow() -> datetime:
@@ -65,14 +76,53 @@ def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | 
             if start >= today:
                 return closed
             end = next_day(start, tz)
-            _delete_tier(conn, store, DAY, start, end)
-            store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end))
-            # Paths per agent, which no 15-minute row keeps, from the day's raw rows.
+            # The day's path-agent rows already count its quarters before this.
+            built = min(max(start, state.agents_from or start), end)
+            _delete_tier(conn, store, DAY, start, end, MERGED_GRAINS if built > start else GRAINS)
+            store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end, MERGED_GRAINS))
+            # The rest of its paths per agent, from its raw rows.
             path_agents = Totals("only")
-            add_rows(conn, store.table, path_agents, start, end, present_columns(engine, store.table))
+            add_rows(conn, store.table, path_agents, built, end, present_columns(engine, store.table))
             store.apply(conn, path_agents.rollup(DayOf(tz), open_from=end))
-            store.set_state(conn, open_from=end)
+            moved: dict[str, t.Any] = {"open_from": end}
+            if state.agents_from is not None and state.agents_from < end:
+                moved["agents_from"] = end
+            store.set_state(conn, **moved)
         closed += 1
+
+
+def close_quarters(
+    engine: sa.Engine, store: Store, zone_name: str, now: datetime | None = None
+) -> int:
+    """Add the quarters of the open day that are over and not yet counted to its
+    path-agent day rows, from their raw rows, moving ``agents_from``; returns how many
+    quarters. Call after :func:`close_days`. Up to :data:`QUARTERS_AT_ONCE` quarters a
+    transaction, under the writers' lock: a batch lands wholly before (read here) or
+    after (adding its late rows to these rows, see :meth:`.Totals.rollup`)."""
+    tz = zone(zone_name)
+    current = quarter_start(now or _utcnow())
+    made = 0
+    while True:
+        with engine.begin() as conn:
+            if not store.lock(conn):
+                return made
+            state = store.read_state(conn)
+            if (
+                state is None or state.zone != zone_name or state.backfill_before is not None
+                or state.open_from is None
+            ):
+                return made
+            start = state.agents_from
+            if start is None or start < state.open_from:
+                start = state.open_from
+            if start >= current:
+                return made
+            end = min(current, start + QUARTERS_AT_ONCE * _QUARTER)
+            totals = Totals("only")
+            add_rows(conn, store.table, totals, start, end, present_columns(engine, store.table))
+            store.apply(conn, totals.rollup(DayOf(tz), open_from=state.open_from, agents_from=end))
+            store.set_state(conn, agents_from=end)
+        made += (end - start) // _QUARTER
 
 
 def close_months(engine: sa.Engine, store: Store, zone_name: str, limit: int | None = None) -> int:
@@ -164,26 +214,29 @@ def _close(
 
 
 def _delete_tier(
-    conn: sa.Connection, store: Store, tier: int, since: datetime, until: datetime | None = None
+    conn: sa.Connection, store: Store, tier: int, since: datetime, until: datetime | None = None,
+    grains: tuple[int, ...] = GRAINS,
 ) -> None:
     r = store.rollup.c
-    where = [r.grain.in_(GRAINS), r.tier == tier, r.bucket >= since]
+    where = [r.grain.in_(grains), r.tier == tier, r.bucket >= since]
     if until is not None:
         where.append(r.bucket < until)
     conn.execute(sa.delete(store.rollup).where(*where))
 
 
 def _merged(
-    conn: sa.Connection, store: Store, tier: int, into: int, start: datetime, end: datetime
+    conn: sa.Connection, store: Store, tier: int, into: int, start: datetime, end: datetime,
+    grains: tuple[int, ...] = GRAINS,
 ) -> dict[Key, Entry]:
-    """The rows of ``tier`` in ``[start, end)`` summed into one bucket of tier ``into``."""
+    """The rows of ``grains`` and ``tier`` in ``[start, end)`` summed into one bucket of
+    tier ``into``."""
     r = store.rollup.c
     rows = conn.execute(
         sa.select(
             r.grain, r.route, r.path, r.other, r.method, r.status, r.is_bot, r.hits, r.bytes,
             r.timed, r.time_sum, r.last_seen, r.times, r.visitors, r.counts, r.browser,
             r.platform,
-        ).where(r.grain.in_(GRAINS), r.tier == tier, r.bucket >= start, r.bucket < end)
+        ).where(r.grain.in_(grains), r.tier == tier, r.bucket >= start, r.bucket < end)
     )
     out: dict[Key, Entry] = {}
     for row in rows:
@@ -216,7 +269,8 @@ def _merged(
 
 
 class Compaction(MaintenanceTask):
-    """A writer maintenance task: :func:`close_days`, then :func:`close_months` or
+    """A writer maintenance task: :func:`close_days` and :func:`close_quarters`, then
+    :func:`close_months` or
     :func:`close_years`, at most once a minute. Months and years are merged one per
     run, and the next run follows the next drain: the first merge of years of months
     must not hold the writer up."""
@@ -233,6 +287,7 @@ class Compaction(MaintenanceTask):
         if not self.store.present(engine):
             return None
         close_days(engine, self.store, self.zone_name)
+        close_quarters(engine, self.store, self.zone_name)
         merged = close_months(engine, self.store, self.zone_name, limit=1)
         merged = merged or close_years(engine, self.store, self.zone_name, limit=1)
         return 0.0 if merged else None

@@ -69,6 +69,8 @@ class Plan:
     years_before: datetime | None = None
     #: Whether the day rows follow the local days of the view's zone.
     local_days: bool = False
+    #: The open days' quarters before this have path-agent rows.
+    agents_from: datetime | None = None
 
     @property
     def since(self) -> datetime:
@@ -142,6 +144,7 @@ class Plan:
         return plan_for(
             self.store, self.filters, grain, self.tier, self.dialect, self.open_from,
             self.months_before, self.years_before, local_days=self.local_days,
+            agents_from=self.agents_from,
         )
 
 
@@ -178,7 +181,7 @@ def plan(
         grain = CLASS
     found = plan_for(
         store, filters, grain, tier, conn.dialect, state.open_from, state.months_before,
-        state.years_before, local_days=state.zone == filters.tz,
+        state.years_before, local_days=state.zone == filters.tz, agents_from=state.agents_from,
     )
     if filters.path is not None and _folded(conn, found):
         return None  # a folded path could match: only the raw rows know
@@ -201,6 +204,7 @@ def plan_for(
     store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any,
     open_from: datetime | None = None, months_before: datetime | None = None,
     years_before: datetime | None = None, *, local_days: bool = False,
+    agents_from: datetime | None = None,
 ) -> Plan:
     r = store.rollup.c
     conditions: list[ColumnElement[bool]] = []
@@ -235,7 +239,7 @@ def plan_for(
         conditions.append(sa.or_(r.is_bot.is_(None), r.is_bot.is_(False)))
     return Plan(
         store, grain, tier, filters, dialect, tuple(conditions), open_from, months_before,
-        years_before, local_days,
+        years_before, local_days, agents_from,
     )
 
 

@@ -33,7 +33,7 @@ class DetailRetention:
         if cutoff is None or not self.store.present(engine):
             return
         with engine.connect() as conn:
-            open_from, _months, _years = self.store.cuts(conn)
+            open_from = self.store.cuts(conn)[0]
         # Days without day rows yet keep their quarters: they are all they have.
         if open_from is not None:
             cutoff = min(cutoff, open_from)

@@ -45,6 +45,8 @@ _INSERTED = (
 )
 #: The columns path-agent rows add, which a rollup table made before them lacks.
 AGENT_PATH_COLUMNS = ("browser", "platform")
+#: The column they add to the state table.
+AGENT_STATE_COLUMNS = ("agents_from",)
 
 
 def digest(key: Key) -> str:
@@ -74,6 +76,7 @@ class State:
     open_from: datetime | None = None
     months_before: datetime | None = None
     years_before: datetime | None = None
+    agents_from: datetime | None = None
 
 
 def _utcnow() -> datetime:
@@ -110,26 +113,28 @@ class Store:
         return found
 
     def _complete(self, engine: sa.Engine, inspector: t.Any) -> bool:
-        """Whether the rollup table has the columns of path-agent rows; says how to add
-        them when it does not (a table made before them)."""
-        rollup = self.rollup
-        names = {c["name"].lower() for c in inspector.get_columns(rollup.name, schema=rollup.schema)}
-        missing = [name for name in AGENT_PATH_COLUMNS if name not in names]
+        """Whether the rollup and state tables have the columns of path-agent rows;
+        says how to add them when they do not (tables made before them)."""
+        missing: list[sa.Column[t.Any]] = []
+        for table, wanted in ((self.rollup, AGENT_PATH_COLUMNS), (self.state, AGENT_STATE_COLUMNS)):
+            names = {c["name"].lower() for c in inspector.get_columns(table.name, schema=table.schema)}
+            missing += [table.c[name] for name in wanted if name not in names]
         if not missing:
             return True
         self.incomplete[engine] = True
         preparer = engine.dialect.identifier_preparer
         statements = "; ".join(
-            f"ALTER TABLE {preparer.format_table(rollup)} ADD COLUMN "
-            f"{preparer.format_column(rollup.c[name])} "
-            f"{rollup.c[name].type.compile(dialect=engine.dialect)}"
-            for name in missing
+            f"ALTER TABLE {preparer.format_table(t.cast(sa.Table, column.table))} ADD COLUMN "
+            f"{preparer.format_column(column)} {column.type.compile(dialect=engine.dialect)}"
+            for column in missing
         )
         logger.warning(
-            "flask-statistics keeps no rollups for table %r: its rollup table %r lacks the "
-            "column(s) %s. Add them (%s), then run `flask statistics rebuild`; until then "
-            "the dashboard reads every raw row.",
-            self.table.name, rollup.name, ", ".join(missing), statements,
+            "flask-statistics keeps no rollups for table %r: its rollup tables %r and %r "
+            "lack the column(s) %s. Add them (%s), then run `flask statistics rebuild`; "
+            "until then the dashboard reads every raw row.",
+            self.table.name, self.rollup.name, self.state.name,
+            ", ".join(f"{column.table.name}.{column.name}" for column in missing),  # type: ignore[attr-defined]
+            statements,
         )
         return False
 
@@ -157,24 +162,26 @@ class Store:
         row = conn.execute(
             sa.select(
                 s.zone, s.backfill_before, s.backfill_from, s.stale_since, s.open_from,
-                s.months_before, s.years_before,
+                s.months_before, s.years_before, s.agents_from,
             ).where(s.id == 1)
         ).first()
         if row is None:
             return None
         return State(*(value if value is None or i == 0 else _naive(value) for i, value in enumerate(row)))
 
-    def cuts(self, conn: sa.Connection) -> tuple[datetime | None, datetime | None, datetime | None]:
+    def cuts(
+        self, conn: sa.Connection
+    ) -> tuple[datetime | None, datetime | None, datetime | None, datetime | None]:
         """The first local day without day rows, the first local month without month
-        rows and the first local year without year rows (see the state table); read
-        under :meth:`lock` so that a compaction cannot move them before the batch
-        commits."""
+        rows, the first local year without year rows and the first quarter without
+        path-agent rows (see the state table); read under :meth:`lock` so that a
+        compaction cannot move them before the batch commits."""
         s = self.state.c
         found = conn.execute(
-            sa.select(s.open_from, s.months_before, s.years_before).where(s.id == 1)
+            sa.select(s.open_from, s.months_before, s.years_before, s.agents_from).where(s.id == 1)
         ).first()
         if found is None:
-            return None, None, None
+            return None, None, None, None
         return tuple(None if v is None else _naive(v) for v in found)  # type: ignore[return-value]
 
     def reopen_months(self, conn: sa.Connection, since: datetime | None, tz: t.Any = None) -> None:

@@ -26,9 +26,9 @@ ROUTE = 6  # route, method, status, is_bot
 #: browser and platform lists.
 AGENT = 7
 #: route, path (or other), method, status, is_bot, browser and platform: the paths of a
-#: browser or platform filter. Day, month and year rows only, of days that are over:
-#: a day's rows are made from its raw rows when it closes (see ``compact``), and the
-#: open days are read from the raw rows.
+#: browser or platform filter. Day, month and year rows only, made from the raw rows
+#: by the writer task (see ``compact``): an open day's rows count its quarters that
+#: are over (before the state's ``agents_from``); the rest is read from the raw rows.
 PATH_AGENT = 8
 GRAINS = (CLASS, STATUS, PATH, REFERRER, ROUTE, AGENT, PATH_AGENT)
 #: The dimensions each grain of the figures keeps.
@@ -126,6 +126,9 @@ def state_table(table: sa.Table) -> sa.Table:
         # Local years starting before this have year rows, the merge of their month
         # rows (None: no year has them yet); never after ``months_before``.
         sa.Column("years_before", sa.DateTime),
+        # The open day's path-agent day rows count its quarters before this (None or
+        # not after ``open_from``: none).
+        sa.Column("agents_from", sa.DateTime),
         sa.Column("created", sa.DateTime, nullable=False),
         schema=table.schema,
     )
