@@ -196,8 +196,9 @@ def build_rollups(app: Flask, db: SQLAlchemy) -> None:
         rollup_rows = conn.execute(sa.select(sa.func.count()).select_from(store.rollup)).scalar()
     print(f"  built {rollup_rows:,} rollup rows in {time.perf_counter() - start:.1f} s")
     open_quarters(app, db)
-    # What closing a day adds to the writer task's work under the writers' lock: its
-    # paths per browser and platform, from its raw rows (timed without writing them).
+    # A whole day's paths per browser and platform from its raw rows (timed without
+    # writing them): what a rebuild reads, and what closing a day held the writers'
+    # lock for before the open day's quarters were added as they ended.
     with engine.connect() as conn:
         state_row = store.read_state(conn)
     if state_row is not None and state_row.open_from is not None:
@@ -207,7 +208,7 @@ def build_rollups(app: Flask, db: SQLAlchemy) -> None:
             totals = Totals("only")
             read = add_rows(conn, state.table, totals, day, state_row.open_from)
             made = totals.rollup(DayOf(tz), open_from=state_row.open_from)
-        print(f"  a day's path-agent rows: {len(made):,} from {read:,} raw rows in "
+        print(f"  a whole day's path-agent rows: {len(made):,} from {read:,} raw rows in "
               f"{time.perf_counter() - start:.1f} s")
 
 

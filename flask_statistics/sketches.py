@@ -49,6 +49,15 @@ from hashlib import blake2b
 from itertools import accumulate, compress
 from operator import sub
 
+try:
+    # Counts an iterable's values into a dict, in C: what Counter.update uses.
+    from collections import _count_elements as count_values  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - an interpreter without the helper
+
+    def count_values(counts: dict[t.Any, int], values: t.Iterable[t.Any]) -> None:
+        for value in values:
+            counts[value] = counts.get(value, 0) + 1
+
 __all__ = [
     "ALPHA",
     "GAMMA",
@@ -265,13 +274,17 @@ class Histogram:
         low, high = len(totals), -1
         others: dict[int, int] = {}
         zeros = 0
-        for data in blobs:
+        # Equal blobs are decoded once: rows of a few requests often hold the same
+        # one or two buckets.
+        for data, times in _tally(blobs).items():
             if not data:
                 continue
             first, steps, counts, blob_zeros = _decode_histogram(data)
-            zeros += blob_zeros
+            zeros += blob_zeros * times
             if not counts:
                 continue
+            if times > 1:
+                counts = [count * times for count in counts]  # type: ignore[assignment]
             start, end = first - _BOTTOM_KEY, first - _BOTTOM_KEY + sum(steps)
             if 0 <= start and end < len(totals):
                 low, high = min(low, start), max(high, end)
@@ -293,6 +306,20 @@ class Histogram:
 
     def __repr__(self) -> str:
         return f"<Histogram count={self.count} buckets={len(self._bins) + bool(self._zeros)}>"
+
+
+def _tally(blobs: t.Iterable[bytes | None]) -> dict[t.Any, int]:
+    """How many times each blob occurs (a blob that cannot be a dict key, such as a
+    writable buffer, counts as bytes)."""
+    if not isinstance(blobs, (list, tuple)):
+        blobs = list(blobs)
+    found: dict[t.Any, int] = {}
+    try:
+        count_values(found, blobs)
+    except TypeError:
+        found = {}
+        count_values(found, (None if blob is None else bytes(blob) for blob in blobs))
+    return found
 
 
 def _decode_histogram(data: bytes) -> tuple[int, array[int], array[int], int]:
@@ -460,7 +487,8 @@ class Visitors:
         hashes: set[int] = set()
         dense: int | None = None
         scattered: bytearray | None = None
-        for data in blobs:
+        # A union: equal blobs count once.
+        for data in _tally(blobs):
             if not data:
                 continue
             kind, payload = _decode_visitors(data)

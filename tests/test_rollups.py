@@ -293,6 +293,7 @@ def test_a_failing_rollup_task_logs_each_kind_of_failure_once(
         return False
 
     monkeypatch.setattr(compact, "close_days", work)
+    monkeypatch.setattr(compact, "close_quarters", lambda *args, **kwargs: 0)
     monkeypatch.setattr(compact, "close_months", lambda *args, **kwargs: 0)
     monkeypatch.setattr(compact, "close_years", lambda *args, **kwargs: 0)
     monkeypatch.setattr(Backfill, "_step", work)

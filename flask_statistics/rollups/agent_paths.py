@@ -28,7 +28,7 @@ from .aggregate import quarter_aligned
 from .read import OTHER, Plan, plan_for
 from .rebuild import day_start, next_day
 from .store import _naive
-from .tables import AGENT, DAY, PATH_AGENT
+from .tables import AGENT, DAY, PATH_AGENT, ROUTE_AGENT
 
 
 def serves(found: Plan | None) -> bool:
@@ -36,14 +36,16 @@ def serves(found: Plan | None) -> bool:
     return found is not None and found.grain == AGENT and found.local_days
 
 
-def _split(found: Plan) -> tuple[Plan | None, ColumnElement[bool] | None, list[tuple[datetime, datetime]]]:
-    """The path-agent plan and the rows of it that cover the window's whole closed
-    days and the open day's quarters they count, and the ``[since, until)`` ranges
-    left to the raw rows."""
+def _split(
+    found: Plan, grain: int = PATH_AGENT
+) -> tuple[Plan | None, ColumnElement[bool] | None, list[tuple[datetime, datetime]]]:
+    """The plan of ``grain`` (path-agent or route-agent rows) and the rows of it that
+    cover the window's whole closed days and the open day's quarters they count, and
+    the ``[since, until)`` ranges left to the raw rows."""
     since, until = found.since, found.until
     tz = zone(found.filters.tz)
     rolled = plan_for(
-        found.store, found.filters, PATH_AGENT, DAY, found.dialect, None, found.months_before,
+        found.store, found.filters, grain, DAY, found.dialect, None, found.months_before,
         found.years_before, local_days=True,
     )
     parts: list[ColumnElement[bool]] = []
@@ -67,7 +69,7 @@ def _split(found: Plan) -> tuple[Plan | None, ColumnElement[bool] | None, list[t
         open_from is not None and agents_from is not None
         and cursor <= open_from < agents_from <= until
     ):
-        parts.append(rolled._range(PATH_AGENT, DAY, open_from, agents_from))
+        parts.append(rolled._range(grain, DAY, open_from, agents_from))
         if cursor < open_from:
             raw.append((cursor, open_from))
         cursor = agents_from
@@ -123,7 +125,8 @@ def top_paths(
 ) -> list[queries.PathStats]:
     """The busiest paths (or routes) of ``found``, as :func:`..queries.top_paths`."""
     d = conn.dialect
-    rolled, span, raw = _split(found)
+    # A route's figures come from route-agent rows: fewer than its paths' rows.
+    rolled, span, raw = _split(found, ROUTE_AGENT if by == "route" else PATH_AGENT)
     sums: dict[t.Any, _Sums] = {}
     if rolled is not None:
         r = found.store.rollup.c

@@ -15,11 +15,11 @@ from operator import itemgetter
 
 from ..buckets import to_local
 from ..filters import METHODS, local_midnight_utc
-from ..sketches import Histogram, Visitors
+from ..sketches import Histogram, Visitors, count_values as _count
 from .counts import add as add_counts
 from .tables import (
     AGENT, CLASS, DAY, METHOD_LENGTH, MONTH, PATH, PATH_AGENT, PATH_LENGTH, QUARTER, REFERRER,
-    YEAR, ROUTE, ROUTE_LENGTH, STATUS,
+    YEAR, ROUTE, ROUTE_AGENT, ROUTE_LENGTH, STATUS,
 )
 
 #: date (naive UTC), method, status code, path, route, response time (s), size,
@@ -40,15 +40,6 @@ Key = tuple[
 KNOWN_METHODS = frozenset((*METHODS, "CONNECT", "TRACE"))
 OTHER_METHOD = "OTHER"
 _QUARTER = timedelta(minutes=15)
-
-try:
-    # Counts an iterable's values into a dict, in C: what Counter.update uses.
-    from collections import _count_elements as _count  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - an interpreter without the helper
-
-    def _count(counts: dict[t.Any, int], values: t.Iterable[t.Any]) -> None:
-        for value in values:
-            counts[value] = counts.get(value, 0) + 1
 
 
 class Entry:
@@ -425,20 +416,24 @@ class Totals:
             self._add_path_agents(late, path_agents)
         for (quarter, route, path, method, status, is_bot, browser, platform), entry in path_agents.items():
             day = day_of(quarter)
-            key_values = (
-                _cut(route, ROUTE_LENGTH), _cut(path, PATH_LENGTH), False,
+            route = _cut(route, ROUTE_LENGTH)
+            agent = (
                 method_key(_cut(method, METHOD_LENGTH)), status, is_bot,
                 _cut(browser, PATH_LENGTH), _cut(platform, ROUTE_LENGTH),
             )
+            by_path = (PATH_AGENT, route, _cut(path, PATH_LENGTH), False, *agent)
+            by_route = (ROUTE_AGENT, route, None, False, *agent)
             if open_from is not None and day >= open_from:
                 # An open day: its day rows count its quarters before ``agents_from``;
                 # the later ones are read from the raw rows.
                 if built is not None and quarter < built:
-                    into((DAY, day, PATH_AGENT, *key_values), entry, False)
+                    into((DAY, day, *by_path), entry, False)
+                    into((DAY, day, *by_route), entry, False)
                 continue
             for tier, bucket in tiers(quarter, day):
                 if tier != QUARTER:
-                    into((tier, bucket, PATH_AGENT, *key_values), entry, False)
+                    into((tier, bucket, *by_path), entry, False)
+                    into((tier, bucket, *by_route), entry, False)
         for (quarter, grain, method, status, is_bot), counts in self.tops.items():
             day = day_of(quarter)
             method = method_key(_cut(method, METHOD_LENGTH))

@@ -38,7 +38,7 @@ from .aggregate import DayOf, Entry, Key, Totals, month_start, quarter_start, ye
 from .maintenance import MaintenanceTask
 from .rebuild import add_rows, day_start, next_day, next_month, next_year
 from .store import Store, _naive
-from .tables import CLASS, DAY, GRAINS, MONTH, PATH_AGENT, QUARTER, YEAR
+from .tables import AGENT_PATH_GRAINS, CLASS, DAY, GRAINS, MONTH, QUARTER, YEAR
 
 #: Seconds between two looks at the state row, and before another try after a
 #: failure. A day not yet merged is still counted, from its 15-minute rows.
@@ -46,7 +46,7 @@ CHECK_EVERY = 60.0
 #: Most quarters one transaction of :func:`close_quarters` reads: the writers wait.
 QUARTERS_AT_ONCE = 8
 #: The grains whose 15-minute rows a closing day merges into its day rows.
-MERGED_GRAINS = tuple(grain for grain in GRAINS if grain != PATH_AGENT)
+MERGED_GRAINS = tuple(grain for grain in GRAINS if grain not in AGENT_PATH_GRAINS)
 _QUARTER = timedelta(minutes=15)
 
 

@@ -29,8 +29,8 @@ from . import counts
 from .rebuild import next_month, next_year
 from .store import State, Store, _naive
 from .tables import (
-    AGENT, AGENT_COLUMNS, CLASS, DAY, DIMENSIONS, MONTH, PATH, PATH_AGENT, QUARTER, REFERRER, ROUTE,
-    STATUS, YEAR,
+    AGENT, AGENT_COLUMNS, AGENT_PATH_GRAINS, CLASS, DAY, DIMENSIONS, MONTH, PATH, QUARTER,
+    REFERRER, ROUTE, STATUS, YEAR,
 )
 
 #: Filters only the raw rows can answer.
@@ -219,9 +219,9 @@ def plan_for(
     if grain == AGENT and filters.browser is not None:
         conditions.append(browser_condition(dialect, r.path, filters.browser))
         conditions.append(r.other.is_(False))
-    if grain == PATH_AGENT and filters.platform is not None:
+    if grain in AGENT_PATH_GRAINS and filters.platform is not None:
         conditions.append(text_equals(dialect, r.platform, filters.platform))
-    if grain == PATH_AGENT and filters.browser is not None:
+    if grain in AGENT_PATH_GRAINS and filters.browser is not None:
         conditions.append(browser_condition(dialect, r.browser, filters.browser))
     if filters.status is not None:
         conditions.append(r.status == filters.status)

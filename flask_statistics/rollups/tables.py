@@ -30,7 +30,13 @@ AGENT = 7
 #: by the writer task (see ``compact``): an open day's rows count its quarters that
 #: are over (before the state's ``agents_from``); the rest is read from the raw rows.
 PATH_AGENT = 8
-GRAINS = (CLASS, STATUS, PATH, REFERRER, ROUTE, AGENT, PATH_AGENT)
+#: route, method, status, is_bot, browser and platform: the routes of a browser or
+#: platform filter, made with the path-agent rows (the same rows without the path,
+#: which a route's figures would otherwise merge across every path of it).
+ROUTE_AGENT = 9
+#: The grains made from the raw rows by the writer task, not by writers.
+AGENT_PATH_GRAINS = (PATH_AGENT, ROUTE_AGENT)
+GRAINS = (CLASS, STATUS, PATH, REFERRER, ROUTE, AGENT, PATH_AGENT, ROUTE_AGENT)
 #: The dimensions each grain of the figures keeps.
 DIMENSIONS = {
     CLASS: frozenset(("class", "is_bot")),
@@ -41,6 +47,7 @@ DIMENSIONS = {
     PATH_AGENT: frozenset(
         ("class", "method", "status", "is_bot", "route", "path", "browser", "platform")
     ),
+    ROUTE_AGENT: frozenset(("class", "method", "status", "is_bot", "route", "browser", "platform")),
 }
 #: The columns of agent rows that hold each top list's values.
 AGENT_COLUMNS = {"browser": "path", "platform": "route"}
