@@ -33,12 +33,14 @@ def first_recorded(conn: sa.Connection, store: Store | None, table: sa.Table) ->
         state = store.read_state(conn)
         if state is not None and state.backfill_before is None:
             r = store.rollup.c
-            # Days still open have 15-minute rows only; one index lookup per tier.
+            # Days still open are counted in 15-minute rows (their day rows, if any,
+            # start at midnight); one index lookup per tier.
+            closed = [] if state.open_from is None else [r.bucket < state.open_from]
             firsts = [
                 conn.execute(
-                    sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == tier)
+                    sa.select(sa.func.min(r.bucket)).where(r.grain == CLASS, r.tier == tier, *where)
                 ).scalar()
-                for tier in (DAY, QUARTER)
+                for tier, where in ((DAY, closed), (QUARTER, []))
             ]
             found = [_naive(first) for first in firsts if first is not None]
             return min(found) if found else None

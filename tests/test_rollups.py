@@ -391,32 +391,50 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
     same(week.start_day, week.end_day)
     same(week.start_day + timedelta(days=2), week.start_day + timedelta(days=2))
 
-    # The open day's quarters that are over are added to its path-agent day rows
-    # (eight a transaction); the quarter holding "now" stays with the raw rows.
+    # The open day's quarters that are over are added to its day rows (eight a
+    # transaction), its paths per agent from its raw rows; the quarter holding "now"
+    # stays with the 15-minute and raw rows.
     opened = t.cast(datetime, state.open_from)
     now = opened + 5 * HOUR + timedelta(minutes=7)
     assert close_quarters(tables.engine, tables.store, tz, now=now) == 20
     assert close_quarters(tables.engine, tables.store, tz, now=now) == 0
+    assert day_rows(opened, opened + DAY) > 0
     assert agent_rows(opened, opened + 5 * HOUR) > 0
     assert agent_rows(opened + 5 * HOUR, opened + 2 * DAY) == 0
     open_day = week.end_day + timedelta(days=1)
-    same(open_day, open_day)
+    eight_days = (week.start_day, open_day)  # by the day: the open day's day rows count
+
+    def same_everywhere() -> None:
+        same(open_day, open_day)
+        for extra in FILTERS:
+            assert_same(tables, Filters.between(*eight_days, tz=tz, **extra))
+
+    same_everywhere()
     for extra in AGENT_FILTERS:  # a window from 02:30 reads that day's raw rows
         window = Filters.between(open_day, open_day, tz=tz, **extra)
         assert_same(tables, dataclasses.replace(window, since=opened + 2 * HOUR + timedelta(minutes=30)))
-    # A late batch for a quarter that has path-agent rows adds to them.
+    # A late batch for quarters already merged adds to both tiers.
     write_late(tables, tz, random_rows(rng, opened + HOUR, opened + 2 * HOUR, 200))
-    same(open_day, open_day)
-    same(week.start_day, open_day)
-    # Rebuilding the open day makes the path-agent rows of its quarters again.
+    same_everywhere()
+    # Rebuilding the open day makes its day rows again, for the same quarters.
     rebuild_day(tables.engine, tables.store, opened, zone(tz))
     assert agent_rows(opened, opened + 5 * HOUR) > 0
-    same(open_day, open_day)
+    same_everywhere()
+
+    # By the day, the merged quarters are read from the day rows: without some of
+    # their 15-minute rows the figures still add up.
+    with tables.engine.begin() as conn:
+        conn.execute(
+            sa.delete(tables.store.rollup)
+            .where(r.tier == QUARTER, r.bucket >= opened, r.bucket < opened + 2 * HOUR)
+        )
+    for extra in FILTERS:
+        assert_same(tables, Filters.between(*eight_days, tz=tz, **extra))
 
     # Closing that day adds the rest of it.
     assert close_days(tables.engine, tables.store, tz, now=opened + DAY + 2 * HOUR) == 1
-    same(open_day, open_day)
-    same(week.start_day, open_day)
+    for extra in FILTERS:
+        assert_same(tables, Filters.between(*eight_days, tz=tz, **extra))
 
 
 # ---------------------------------------------------------------------------------
@@ -823,7 +841,7 @@ def test_rollup_tables_without_the_agent_path_columns_name_the_fix(make_app: t.A
         engine = db.engine
         # The rollup and state tables as they were made before path-agent rows.
         for table, left_out in (
-            (state.rollups.rollup, ("browser", "platform")), (state.rollups.state, ("agents_from",))
+            (state.rollups.rollup, ("browser", "platform")), (state.rollups.state, ("open_merged",))
         ):
             table.drop(engine)
             sa.Table(
@@ -845,7 +863,7 @@ def test_rollup_tables_without_the_agent_path_columns_name_the_fix(make_app: t.A
     rollup, state_table = state.rollups.rollup.name, state.rollups.state.name
     assert len(warnings) == 1, warnings
     assert (
-        f"lack the column(s) {rollup}.browser, {rollup}.platform, {state_table}.agents_from"
+        f"lack the column(s) {rollup}.browser, {rollup}.platform, {state_table}.open_merged"
         in warnings[0]
     ), warnings
     assert "flask statistics rebuild" in warnings[0]

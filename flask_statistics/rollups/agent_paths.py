@@ -3,9 +3,9 @@ with their figures, and the path top list.
 
 Path-agent rows (``PATH_AGENT``) are day, month and year rows. A closed day's count
 all of it; the open day's count its quarters that are over, up to the state's
-``agents_from`` (the writer task adds each quarter within a minute or so of its end,
+``open_merged`` (the writer task adds each quarter within a minute or so of its end,
 see :func:`.compact.close_quarters`). So the window's whole closed days and the open
-day up to ``agents_from`` are read from those rows, and the rest, the last quarter of
+day up to ``open_merged`` are read from those rows, and the rest, the last quarter of
 an hour or so and the edges of a window that does not start or end on a local
 midnight, from the raw rows. Both are added up here: counts and sums exactly,
 response times and visitors through the same sketches as every rollup figure.
@@ -55,7 +55,7 @@ def _split(
     if first < since:
         first = next_day(first, tz)
     last = day_start(until, tz)
-    open_from, agents_from = found.open_from, found.agents_from
+    open_from, open_merged = found.open_from, found.open_merged
     if open_from is not None:
         last = min(last, open_from)
     if since <= first < last <= until and quarter_aligned(first) and quarter_aligned(last):
@@ -63,16 +63,16 @@ def _split(
         if since < first:
             raw.append((since, first))
         cursor = last
-    # The open day's rows count it from its start to ``agents_from``: a window that
+    # The open day's rows count it from its start to ``open_merged``: a window that
     # holds all of that reads them.
     if (
-        open_from is not None and agents_from is not None
-        and cursor <= open_from < agents_from <= until
+        open_from is not None and open_merged is not None
+        and cursor <= open_from < open_merged <= until
     ):
-        parts.append(rolled._range(grain, DAY, open_from, agents_from))
+        parts.append(rolled._range(grain, DAY, open_from, open_merged))
         if cursor < open_from:
             raw.append((cursor, open_from))
-        cursor = agents_from
+        cursor = open_merged
     if cursor < until:
         raw.append((cursor, until))
     if not parts:

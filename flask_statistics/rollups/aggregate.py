@@ -355,20 +355,24 @@ class Totals:
     def rollup(
         self, day_of: DayOf, quarters_from: datetime | None = None,
         open_from: datetime | None = None, months_before: datetime | None = None,
-        years_before: datetime | None = None, agents_from: datetime | None = None,
+        years_before: datetime | None = None, open_merged: datetime | None = None,
     ) -> dict[Key, Entry]:
         """Every rollup row the facts add to, keyed by tier, bucket, grain and
         dimensions. Days from ``open_from`` on count in their quarters only (they get
         day rows when they are over); older quarters than ``quarters_from`` count in
         their day only; days of months before ``months_before`` count in their month
         too (a late row for a month already merged), and in their year before
-        ``years_before``. Path-agent entries of an open day count in its day rows if
-        their quarter is before ``agents_from`` (the part of the day those rows hold),
-        else nowhere."""
+        ``years_before``. The open day's quarters before ``open_merged`` count in its
+        day rows too (the part of the day the writer task has merged into them);
+        path-agent entries, which have no 15-minute rows, count there only."""
         out: dict[Key, Entry] = {}
+        # The first quarter counted in 15-minute rows only.
+        built = open_from if open_merged is None or (open_from is not None and open_merged < open_from) else open_merged
 
         def tiers(quarter: datetime, day: datetime) -> tuple[tuple[int, datetime], ...]:
             if open_from is not None and day >= open_from:
+                if built is not None and quarter < built:
+                    return ((QUARTER, quarter), (DAY, day))
                 return ((QUARTER, quarter),)
             found: tuple[tuple[int, datetime], ...] = ((DAY, day),)
             if quarters_from is None or quarter >= quarters_from:
@@ -406,8 +410,6 @@ class Totals:
             for tier, bucket in tiers(quarter, day):
                 into((tier, bucket, AGENT, platform, browser, False, method, status, is_bot, None, None), entry)
         path_agents = self.path_agents
-        # The first quarter whose paths per agent are read from its raw rows.
-        built = open_from if agents_from is None or (open_from is not None and agents_from < open_from) else agents_from
         if self.agent_paths == "closed" and self._late:
             late = self._late
             if built is not None:
@@ -423,13 +425,6 @@ class Totals:
             )
             by_path = (PATH_AGENT, route, _cut(path, PATH_LENGTH), False, *agent)
             by_route = (ROUTE_AGENT, route, None, False, *agent)
-            if open_from is not None and day >= open_from:
-                # An open day: its day rows count its quarters before ``agents_from``;
-                # the later ones are read from the raw rows.
-                if built is not None and quarter < built:
-                    into((DAY, day, *by_path), entry, False)
-                    into((DAY, day, *by_route), entry, False)
-                continue
             for tier, bucket in tiers(quarter, day):
                 if tier != QUARTER:
                     into((tier, bucket, *by_path), entry, False)

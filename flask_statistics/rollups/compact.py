@@ -8,11 +8,13 @@ writers' lock: a batch lands wholly before (in the merged rows) or after (adding
 both tiers, as for any closed day). The dashboard reads day rows before
 ``open_from`` and 15-minute rows from it on, so every request counts once.
 
-Paths per browser and platform (path-agent rows) have no 15-minute rows: they are
-day rows, which this task makes from the raw rows. While a day is open, each quarter
-that is over is added to them (:func:`close_quarters`, moving ``agents_from``), so
-the dashboard reads the raw rows of the last quarter or so only; when the day closes,
-its last quarters are added the same way.
+While a day is open, this task also adds each of its quarters that is over to the
+day's rows (:func:`close_quarters`, moving ``open_merged``): a view of days reads
+the open day's day rows and only its last quarter or so from 15-minute rows, and
+writers add a late row for such a quarter to both tiers. Paths per browser and
+platform (path-agent rows) have no 15-minute rows: they are day rows only, made the
+same way from the raw rows, so the dashboard reads the raw rows of the last quarter
+or so only. When the day closes, its last quarters are added the same way.
 
 Months work the same way one tier up: once every day of a local month has its day
 rows, they are merged into month rows and ``months_before`` moves to the next month;
@@ -71,22 +73,23 @@ def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | 
                 # Every day has day rows so far (a new table, or a new zone): from
                 # today on, 15-minute rows only. Today's day rows go, its quarters stay.
                 _delete_tier(conn, store, DAY, today)
-                store.set_state(conn, open_from=today)
+                store.set_state(conn, open_from=today, open_merged=None)
                 return closed
             if start >= today:
                 return closed
             end = next_day(start, tz)
-            # The day's path-agent rows already count its quarters before this.
-            built = min(max(start, state.agents_from or start), end)
-            _delete_tier(conn, store, DAY, start, end, MERGED_GRAINS if built > start else GRAINS)
-            store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end, MERGED_GRAINS))
+            # The day's rows already count its quarters before this (see close_quarters).
+            built = min(max(start, state.open_merged or start), end)
+            if built == start:
+                _delete_tier(conn, store, DAY, start, end)
+            store.apply(conn, _merged(conn, store, QUARTER, DAY, built, end, MERGED_GRAINS, start))
             # The rest of its paths per agent, from its raw rows.
             path_agents = Totals("only")
             add_rows(conn, store.table, path_agents, built, end, present_columns(engine, store.table))
             store.apply(conn, path_agents.rollup(DayOf(tz), open_from=end))
             moved: dict[str, t.Any] = {"open_from": end}
-            if state.agents_from is not None and state.agents_from < end:
-                moved["agents_from"] = end
+            if state.open_merged is not None and state.open_merged < end:
+                moved["open_merged"] = end
             store.set_state(conn, **moved)
         closed += 1
 
@@ -94,11 +97,12 @@ def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | 
 def close_quarters(
     engine: sa.Engine, store: Store, zone_name: str, now: datetime | None = None
 ) -> int:
-    """Add the quarters of the open day that are over and not yet counted to its
-    path-agent day rows, from their raw rows, moving ``agents_from``; returns how many
-    quarters. Call after :func:`close_days`. Up to :data:`QUARTERS_AT_ONCE` quarters a
-    transaction, under the writers' lock: a batch lands wholly before (read here) or
-    after (adding its late rows to these rows, see :meth:`.Totals.rollup`)."""
+    """Add the quarters of the open day that are over and not yet counted to its day
+    rows, moving ``open_merged``: its 15-minute rows (which stay, for the hourly
+    charts), and its paths per agent from its raw rows; returns how many quarters. Call
+    after :func:`close_days`. Up to :data:`QUARTERS_AT_ONCE` quarters a transaction,
+    under the writers' lock: a batch lands wholly before (read here) or after (adding
+    its late rows to both tiers, see :meth:`.Totals.rollup`)."""
     tz = zone(zone_name)
     current = quarter_start(now or _utcnow())
     made = 0
@@ -112,16 +116,18 @@ def close_quarters(
                 or state.open_from is None
             ):
                 return made
-            start = state.agents_from
+            start = state.open_merged
             if start is None or start < state.open_from:
                 start = state.open_from
             if start >= current:
                 return made
-            end = min(current, start + QUARTERS_AT_ONCE * _QUARTER)
+            day = day_start(start, tz)
+            end = min(current, start + QUARTERS_AT_ONCE * _QUARTER, next_day(day, tz))
+            store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end, MERGED_GRAINS, day))
             totals = Totals("only")
             add_rows(conn, store.table, totals, start, end, present_columns(engine, store.table))
-            store.apply(conn, totals.rollup(DayOf(tz), open_from=state.open_from, agents_from=end))
-            store.set_state(conn, agents_from=end)
+            store.apply(conn, totals.rollup(DayOf(tz), open_from=state.open_from, open_merged=end))
+            store.set_state(conn, open_merged=end)
         made += (end - start) // _QUARTER
 
 
@@ -226,10 +232,10 @@ def _delete_tier(
 
 def _merged(
     conn: sa.Connection, store: Store, tier: int, into: int, start: datetime, end: datetime,
-    grains: tuple[int, ...] = GRAINS,
+    grains: tuple[int, ...] = GRAINS, bucket: datetime | None = None,
 ) -> dict[Key, Entry]:
     """The rows of ``grains`` and ``tier`` in ``[start, end)`` summed into one bucket of
-    tier ``into``."""
+    tier ``into``, starting at ``bucket`` (by default ``start``)."""
     r = store.rollup.c
     rows = conn.execute(
         sa.select(
@@ -241,7 +247,7 @@ def _merged(
     out: dict[Key, Entry] = {}
     for row in rows:
         key: Key = (
-            into, start, int(row.grain), row.route, row.path, bool(row.other), row.method,
+            into, bucket or start, int(row.grain), row.route, row.path, bool(row.other), row.method,
             row.status, row.is_bot, row.browser, row.platform,
         )
         entry = out.get(key)

@@ -61,7 +61,8 @@ class Plan:
     filters: Filters
     dialect: t.Any
     conditions: tuple[ColumnElement[bool], ...]
-    #: Days from this on have no day rows yet: a day-tier plan reads their quarters.
+    #: Days from this on are open: a day-tier plan reads their quarters (and the part
+    #: of them their day rows count, before ``open_merged``).
     open_from: datetime | None = None
     #: Months before this have month rows: a day-tier plan reads whole months there.
     months_before: datetime | None = None
@@ -69,8 +70,8 @@ class Plan:
     years_before: datetime | None = None
     #: Whether the day rows follow the local days of the view's zone.
     local_days: bool = False
-    #: The open days' quarters before this have path-agent rows.
-    agents_from: datetime | None = None
+    #: The open day's day rows count its quarters before this (see ``compact``).
+    open_merged: datetime | None = None
 
     @property
     def since(self) -> datetime:
@@ -126,9 +127,18 @@ class Plan:
         cut = self.open_from
         if self.tier == QUARTER or cut is None or cut >= until:
             return self._range(grain, self.tier, since, until)
-        if cut <= since:
-            return self._range(grain, QUARTER, since, until)
-        return sa.or_(self._range(grain, DAY, since, cut), self._range(grain, QUARTER, cut, until))
+        parts = []
+        if since < cut:
+            parts.append(self._range(grain, DAY, since, cut))
+        quarters = max(since, cut)
+        merged = self.open_merged
+        if merged is not None and since <= cut < merged <= until:
+            # The open day's rows count its quarters before ``merged``.
+            parts.append(self._range(grain, DAY, cut, merged))
+            quarters = merged
+        if quarters < until:
+            parts.append(self._range(grain, QUARTER, quarters, until))
+        return parts[0] if len(parts) == 1 else sa.or_(*parts)
 
     def at_least(self, grain: int) -> Plan:
         """The same view from a grain that also keeps the dimensions of ``grain``."""
@@ -144,7 +154,7 @@ class Plan:
         return plan_for(
             self.store, self.filters, grain, self.tier, self.dialect, self.open_from,
             self.months_before, self.years_before, local_days=self.local_days,
-            agents_from=self.agents_from,
+            open_merged=self.open_merged,
         )
 
 
@@ -181,7 +191,7 @@ def plan(
         grain = CLASS
     found = plan_for(
         store, filters, grain, tier, conn.dialect, state.open_from, state.months_before,
-        state.years_before, local_days=state.zone == filters.tz, agents_from=state.agents_from,
+        state.years_before, local_days=state.zone == filters.tz, open_merged=state.open_merged,
     )
     if filters.path is not None and _folded(conn, found):
         return None  # a folded path could match: only the raw rows know
@@ -204,7 +214,7 @@ def plan_for(
     store: Store, filters: Filters, grain: int, tier: int, dialect: t.Any,
     open_from: datetime | None = None, months_before: datetime | None = None,
     years_before: datetime | None = None, *, local_days: bool = False,
-    agents_from: datetime | None = None,
+    open_merged: datetime | None = None,
 ) -> Plan:
     r = store.rollup.c
     conditions: list[ColumnElement[bool]] = []
@@ -239,7 +249,7 @@ def plan_for(
         conditions.append(sa.or_(r.is_bot.is_(None), r.is_bot.is_(False)))
     return Plan(
         store, grain, tier, filters, dialect, tuple(conditions), open_from, months_before,
-        years_before, local_days, agents_from,
+        years_before, local_days, open_merged,
     )
 
 

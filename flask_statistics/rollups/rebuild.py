@@ -219,7 +219,7 @@ class Backfill(MaintenanceTask):
                 # Rebuilt days get day rows in the new zone; then the open days are
                 # chosen again (see compact.close_days), and so are the months.
                 open_from=None,
-                agents_from=None,
+                open_merged=None,
             )
         logger.warning(
             "flask-statistics: STATISTICS_TIMEZONE changed to %s; rebuilding the daily "

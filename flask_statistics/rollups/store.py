@@ -46,7 +46,7 @@ _INSERTED = (
 #: The columns path-agent rows add, which a rollup table made before them lacks.
 AGENT_PATH_COLUMNS = ("browser", "platform")
 #: The column they add to the state table.
-AGENT_STATE_COLUMNS = ("agents_from",)
+AGENT_STATE_COLUMNS = ("open_merged",)
 
 
 def digest(key: Key) -> str:
@@ -76,7 +76,7 @@ class State:
     open_from: datetime | None = None
     months_before: datetime | None = None
     years_before: datetime | None = None
-    agents_from: datetime | None = None
+    open_merged: datetime | None = None
 
 
 def _utcnow() -> datetime:
@@ -162,7 +162,7 @@ class Store:
         row = conn.execute(
             sa.select(
                 s.zone, s.backfill_before, s.backfill_from, s.stale_since, s.open_from,
-                s.months_before, s.years_before, s.agents_from,
+                s.months_before, s.years_before, s.open_merged,
             ).where(s.id == 1)
         ).first()
         if row is None:
@@ -178,7 +178,7 @@ class Store:
         compaction cannot move them before the batch commits."""
         s = self.state.c
         found = conn.execute(
-            sa.select(s.open_from, s.months_before, s.years_before, s.agents_from).where(s.id == 1)
+            sa.select(s.open_from, s.months_before, s.years_before, s.open_merged).where(s.id == 1)
         ).first()
         if found is None:
             return None, None, None, None

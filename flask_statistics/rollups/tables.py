@@ -28,7 +28,7 @@ AGENT = 7
 #: route, path (or other), method, status, is_bot, browser and platform: the paths of a
 #: browser or platform filter. Day, month and year rows only, made from the raw rows
 #: by the writer task (see ``compact``): an open day's rows count its quarters that
-#: are over (before the state's ``agents_from``); the rest is read from the raw rows.
+#: are over (before the state's ``open_merged``); the rest is read from the raw rows.
 PATH_AGENT = 8
 #: route, method, status, is_bot, browser and platform: the routes of a browser or
 #: platform filter, made with the path-agent rows (the same rows without the path,
@@ -123,9 +123,10 @@ def state_table(table: sa.Table) -> sa.Table:
         sa.Column("backfill_from", sa.DateTime),
         # Rows dated from this on may be missing from the rollups (a failed update).
         sa.Column("stale_since", sa.DateTime),
-        # Local days starting from this on have no day rows yet: they are counted in
-        # 15-minute rows only, and made into day rows once over (None: every day has
-        # its day rows). Writers then touch one tier, not two.
+        # Local days starting from this on are open: they are counted in 15-minute
+        # rows, and in day rows only for their quarters before ``open_merged``; the
+        # rest is added to their day rows once over (None: every day has its day
+        # rows). Writers then touch one tier, not two, for most rows.
         sa.Column("open_from", sa.DateTime),
         # Local months starting before this have month rows, the merge of their day
         # rows, which writers keep adding late rows to (None: no month has them yet).
@@ -133,9 +134,9 @@ def state_table(table: sa.Table) -> sa.Table:
         # Local years starting before this have year rows, the merge of their month
         # rows (None: no year has them yet); never after ``months_before``.
         sa.Column("years_before", sa.DateTime),
-        # The open day's path-agent day rows count its quarters before this (None or
-        # not after ``open_from``: none).
-        sa.Column("agents_from", sa.DateTime),
+        # The open day's day rows count its quarters before this, merged by the writer
+        # task as they end (None or not after ``open_from``: none).
+        sa.Column("open_merged", sa.DateTime),
         sa.Column("created", sa.DateTime, nullable=False),
         schema=table.schema,
     )
