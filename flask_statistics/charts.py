@@ -728,8 +728,19 @@ def top_chart(
     *,
     empty: str = "(none)",
 ) -> Markup:
-    """A horizontal bar per value, the most frequent on top; bars link to a drill-down."""
+    """A horizontal bar per value, the most frequent on top; bars link to a drill-down.
+    Cached by what it shows: the values, their hits and where their bars lead."""
     rows = list(items)
+    targets = [link(value) if link is not None else None for value, _ in rows]
+    return _cached(
+        ("top", title, tuple(rows), tuple(targets), empty),
+        lambda: _top_chart(title, rows, targets, empty),
+    )
+
+
+def _top_chart(
+    title: str, rows: list[tuple[t.Any, int]], targets: list[str | None], empty: str
+) -> Markup:
     chart = _new_chart(
         _pygal().HorizontalBar,
         show_legend=False,
@@ -745,11 +756,10 @@ def top_chart(
     chart.y_labels = ticks
     labels = [label(value, empty) for value, _ in rows]
     values = []
-    for (value, hits), text in zip(rows, labels):
+    for (_value, hits), text, target in zip(rows, labels, targets):
         entry: dict[str, t.Any] = {
             "value": hits, "label": text, "tooltip": f"{text}: {number(hits)} hits",
         }
-        target = link(value) if link is not None else None
         if target:
             entry["xlink"] = _drill(target)
         values.append(entry)

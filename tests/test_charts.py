@@ -683,6 +683,24 @@ def test_a_cached_chart_never_shows_a_stale_open_bucket(monkeypatch: pytest.Monk
     assert len(calls) == 3
 
 
+def test_top_charts_are_cached_by_what_they_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = charts._top_chart
+    monkeypatch.setattr(charts, "_top_chart", lambda *a: calls.append(a) or real(*a))
+    rows = [("/cache-a", 5), ("/cache-b", 3)]
+
+    def link(value: str) -> str:
+        return f"/statistics/?path={value}"
+
+    first = charts.top_chart("Paths", rows, link)
+    assert charts.top_chart("Paths", list(rows), link) == first and len(calls) == 1
+    # Other hits, or bars that lead elsewhere (another filter), are drawn anew.
+    more = charts.top_chart("Paths", [("/cache-a", 6), ("/cache-b", 3)], link)
+    assert len(calls) == 2 and "/cache-a: 6 hits" in more
+    elsewhere = charts.top_chart("Paths", rows, lambda value: f"/statistics/?status=404&path={value}")
+    assert len(calls) == 3 and "status=404" in elsewhere and "status=404" not in first
+
+
 # ---------------------------------------------------------------------------------
 # The dashboard's chart panels, on every backend
 
