@@ -150,6 +150,35 @@ FILTERS = [
 AGENT_FILTERS = [f for f in FILTERS if "browser" in f or "platform" in f]
 
 
+def test_routes_under_a_browser_or_platform_filter_come_from_route_agent_rows(make_app: t.Any) -> None:
+    app, db, _model, _statistics = make_app(model="default", config={"STATISTICS_ROLLUP_DETAIL": None})
+    tables = Tables(app, db)
+    try:
+        rng = random.Random(31)
+        rows = random_rows(rng, WEEK.since - DAY, WEEK.until + DAY, 2500)
+        for row in rows:
+            row["route"] = "/x/<int:n>" if row["path"].startswith("/x/") else {"/a": "/a", "/": "/"}.get(row["path"])
+        tables.insert(rows)
+        tables.rebuild()
+        for extra in AGENT_FILTERS:
+            assert_same(tables, Filters.between(WEEK.start_day, WEEK.end_day, **extra))
+        # Without the path-agent rows, the routes still add up: their own rows answer.
+        r = tables.store.rollup.c
+        with tables.engine.begin() as conn:
+            assert conn.execute(sa.delete(tables.store.rollup).where(r.grain == PATH_AGENT)).rowcount > 0
+        with tables.engine.connect() as conn:
+            for extra in AGENT_FILTERS:
+                filters = Filters.between(WEEK.start_day, WEEK.end_day, **extra)
+                got = figures.top_paths(conn, tables.store, tables.table, filters, 50, by="route")
+                want = queries.top_paths(conn, tables.table, filters, 50, by="route")
+                assert len(want) > 1
+                assert [(p.path, p.hits, p.visitors, p.error_rate) for p in got] == [
+                    (p.path, p.hits, p.visitors, p.error_rate) for p in want
+                ]
+    finally:
+        tables.drop()
+
+
 def test_rebuilt_rollups_equal_the_raw_figures(tables: Tables) -> None:
     # One table for every filter: building it cost more than comparing a filter.
     rng = random.Random(3)
@@ -404,12 +433,17 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
     open_day = week.end_day + timedelta(days=1)
     eight_days = (week.start_day, open_day)  # by the day: the open day's day rows count
 
-    def same_everywhere() -> None:
-        same(open_day, open_day)
-        for extra in FILTERS:
+    def by_the_day(filters: list[dict[str, t.Any]]) -> None:
+        for extra in filters:
             assert_same(tables, Filters.between(*eight_days, tz=tz, **extra))
 
-    same_everywhere()
+    def same_everywhere() -> None:
+        same(open_day, open_day)
+        # One filter of each grain, after the first check of all of them.
+        by_the_day([{}, {"status": 404}, {"path": "/x/", "path_match": "prefix", "status_class": 2}, *AGENT_FILTERS])
+
+    same(open_day, open_day)
+    by_the_day(FILTERS)
     for extra in AGENT_FILTERS:  # a window from 02:30 reads that day's raw rows
         window = Filters.between(open_day, open_day, tz=tz, **extra)
         assert_same(tables, dataclasses.replace(window, since=opened + 2 * HOUR + timedelta(minutes=30)))
@@ -428,13 +462,11 @@ def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: s
             sa.delete(tables.store.rollup)
             .where(r.tier == QUARTER, r.bucket >= opened, r.bucket < opened + 2 * HOUR)
         )
-    for extra in FILTERS:
-        assert_same(tables, Filters.between(*eight_days, tz=tz, **extra))
+    by_the_day(FILTERS)
 
     # Closing that day adds the rest of it.
     assert close_days(tables.engine, tables.store, tz, now=opened + DAY + 2 * HOUR) == 1
-    for extra in FILTERS:
-        assert_same(tables, Filters.between(*eight_days, tz=tz, **extra))
+    by_the_day(FILTERS)
 
 
 # ---------------------------------------------------------------------------------
