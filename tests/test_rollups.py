@@ -359,7 +359,8 @@ def write_late(tables: Tables, tz: str, late: list[dict[str, t.Any]]) -> None:
         rollups.apply(conn, rollups.entries(facts))
 
 
-@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kathmandu"])
+# New York for a DST change, Kathmandu for a :45 offset; UTC adds nothing they miss.
+@pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kathmandu"])
 def test_open_days_count_in_quarters_until_they_are_merged(tables: Tables, tz: str) -> None:
     from flask_statistics.rollups.compact import close_days, close_quarters
 
