@@ -82,11 +82,8 @@ def close_days(engine: sa.Engine, store: Store, zone_name: str, now: datetime | 
             built = min(max(start, state.open_merged or start), end)
             if built == start:
                 _delete_tier(conn, store, DAY, start, end)
-            store.apply(conn, _merged(conn, store, QUARTER, DAY, built, end, MERGED_GRAINS, start))
-            # The rest of its paths per agent, from its raw rows.
-            path_agents = Totals("only")
-            add_rows(conn, store.table, path_agents, built, end, present_columns(engine, store.table))
-            store.apply(conn, path_agents.rollup(DayOf(tz), open_from=end))
+            # The rest of it; the day is closed from here on.
+            _add_quarters(conn, engine, store, tz, start, built, end, open_from=end)
             moved: dict[str, t.Any] = {"open_from": end}
             if state.open_merged is not None and state.open_merged < end:
                 moved["open_merged"] = end
@@ -123,12 +120,26 @@ def close_quarters(
                 return made
             day = day_start(start, tz)
             end = min(current, start + QUARTERS_AT_ONCE * _QUARTER, next_day(day, tz))
-            store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end, MERGED_GRAINS, day))
-            totals = Totals("only")
-            add_rows(conn, store.table, totals, start, end, present_columns(engine, store.table))
-            store.apply(conn, totals.rollup(DayOf(tz), open_from=state.open_from, open_merged=end))
+            _add_quarters(
+                conn, engine, store, tz, day, start, end, open_from=state.open_from, open_merged=end
+            )
             store.set_state(conn, open_merged=end)
         made += (end - start) // _QUARTER
+
+
+def _add_quarters(
+    conn: sa.Connection, engine: sa.Engine, store: Store, tz: t.Any, day: datetime,
+    start: datetime, end: datetime, *, open_from: datetime, open_merged: datetime | None = None,
+) -> None:
+    """Add the quarters in ``[start, end)`` of the local day starting at ``day`` to its
+    day rows: its 15-minute rows merged, and its paths per agent from its raw rows
+    (``open_from`` and ``open_merged`` as the state will say once they are in)."""
+    store.apply(conn, _merged(conn, store, QUARTER, DAY, start, end, MERGED_GRAINS, day))
+    path_agents = Totals("only")
+    add_rows(conn, store.table, path_agents, start, end, present_columns(engine, store.table))
+    store.apply(
+        conn, path_agents.rollup(DayOf(tz), open_from=open_from, open_merged=open_merged)
+    )
 
 
 def close_months(engine: sa.Engine, store: Store, zone_name: str, limit: int | None = None) -> int:
