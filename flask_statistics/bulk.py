@@ -39,13 +39,34 @@ def copy_rows(conn: sa.Connection, statement: str, rows: t.Iterable[t.Sequence[t
             for row in rows:
                 copy.write_row(row)
     except Exception as exc:
-        broken = bool(getattr(raw, "broken", False) or getattr(raw, "closed", False))
-        if broken:
-            conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(
-            statement, None, exc, Exception, hide_parameters=True,
-            connection_invalidated=broken, dialect=conn.dialect,
-        ) from exc
+        raise _as_sqlalchemy(conn, raw, statement, exc) from exc
+
+
+def fetch_unprepared(conn: sa.Connection, statement: str, parameters: t.Sequence[t.Any]) -> list[t.Any]:
+    """The rows of ``statement`` run by psycopg without a server-side prepared
+    statement, so the server plans it for these parameters. A prepared statement
+    keeps the generic plan it chose while the table was small: for ``= ANY($1)`` a
+    sequential scan that compares every row with every array element, 20 times
+    slower than the index once the table has grown."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(statement, parameters, prepare=False)
+            return cursor.fetchall()
+    except Exception as exc:
+        raise _as_sqlalchemy(conn, raw, statement, exc) from exc
+
+
+def _as_sqlalchemy(conn: sa.Connection, raw: t.Any, statement: str, exc: Exception) -> sa.exc.DBAPIError:
+    # Raised as SQLAlchemy raises a driver's error, so it is judged the same way.
+    broken = bool(getattr(raw, "broken", False) or getattr(raw, "closed", False))
+    if broken:
+        conn.invalidate(exc)
+    return sa.exc.DBAPIError.instance(
+        statement, None, exc, Exception, hide_parameters=True,
+        connection_invalidated=broken, dialect=conn.dialect,
+    )
 
 
 #: Rows per SQLite INSERT: enough to make switches rare, few enough that the

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from ..bulk import ManyValues, copy_rows, copy_statement, values_insert, values_update
+from ..bulk import ManyValues, copy_rows, copy_statement, fetch_unprepared, values_insert, values_update
 from ..sketches import Histogram, Visitors
 from . import counts
 from .aggregate import Entry, Key, year_start
@@ -282,7 +282,7 @@ class Store:
         found: dict[str, t.Any] = {}
         select_any = self._writes_for(conn.dialect).select_any
         if select_any is not None:
-            for row in conn.exec_driver_sql(select_any, (digests,)):
+            for row in fetch_unprepared(conn, select_any, (digests,)):
                 found[row[0]] = row
             return found
         for start in range(0, len(digests), _CHUNK):
@@ -418,8 +418,8 @@ class _Writes:
                 self._values = values_insert(str(compiled), len(inserted), dialect)
         self._insert_processors = _processors(inserted, dialect)
         #: On PostgreSQL, the rows whose key is in one array parameter, sent in binary:
-        #: a statement the driver prepares once, where an IN list is new text (parsed
-        #: by the driver, planned by the server) for every number of keys.
+        #: one statement text, where an IN list is new text (parsed by the driver) for
+        #: every number of keys.
         self.select_any: str | None = None
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
             quote = dialect.identifier_preparer
