@@ -36,6 +36,7 @@ PRESETS = {
 #: Presets of whole local days ending today: how many days they hold.
 PRESET_DAYS = {"today": 1, "7d": 7, "30d": 30, "90d": 90, "365d": 365}
 #: The rolling preset: this many hours, the last of them the current local hour.
+ROLLING = "24h"
 ROLLING_HOURS = 24
 
 _HOUR = timedelta(hours=1)
@@ -162,7 +163,10 @@ class Filters:
 
     @property
     def whole_days(self) -> bool:
-        """Whether the window is made of whole local days (all but the rolling range)."""
+        """Whether the window is made of whole local days (all but the rolling range,
+        also in the hour when its 24 hours are one local day)."""
+        if self.range == ROLLING:
+            return False
         info = zone(self.tz)
         return (
             self.since == local_midnight_utc(self.start_day, info)

@@ -12,7 +12,7 @@ from wtforms import validators as v
 
 from .config import DEFAULTS, ConfigError
 from .buckets import to_local
-from .filters import METHODS, PRESET_DAYS, PRESETS, SORTS, TEXT_FILTERS, Filters, zone
+from .filters import METHODS, PRESET_DAYS, PRESETS, ROLLING, SORTS, TEXT_FILTERS, Filters, zone
 
 __all__ = ["FilterForm", "Filters", "default_preset", "parse_filters"]
 
@@ -223,7 +223,7 @@ def _preset(
     tz_name: str,
 ) -> Filters:
     # The window of a preset, before the other filters are added.
-    if name == "24h":
+    if name == ROLLING:
         return Filters.last_hours(now, tz=tz_name)
     if name == "yesterday":
         start = end = today - timedelta(days=1)

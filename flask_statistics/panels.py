@@ -245,18 +245,18 @@ def _short_day(day: date) -> str:
     return f"{day.day} {day:%b}"
 
 
-def _period_name(filters: Filters) -> str:
+def _period_name(filters: Filters, whole_days: bool) -> str:
     """How long the window is, for "no data in the previous …"."""
-    if not filters.whole_days:
+    if not whole_days:
         hours = round((filters.until - filters.since).total_seconds() / 3600)
         return f"{hours} hours"
     return "day" if filters.days == 1 else f"{filters.days} days"
 
 
-def _period_dates(filters: Filters, tz: tzinfo) -> str:
+def _period_dates(filters: Filters, tz: tzinfo, whole_days: bool) -> str:
     """The window's dates as a reader says them: "Sat 9 Mar 2024",
     "26 Feb – 3 Mar 2024", or local hours for the rolling range."""
-    if not filters.whole_days:
+    if not whole_days:
         def moment(at: datetime) -> str:
             local = to_local(at, tz)
             return f"{_short_day(local.date())} {local:%H:%M}"
@@ -287,8 +287,11 @@ def present_kpis(view: View, fetched: KpiFigures) -> dict[str, t.Any]:
     earlier = view.filters.previous()
     about = "≈ " if fetched.approximate else ""
     within = " (within 1 %)" if fetched.approximate else ""
-    period = _period_name(earlier)
-    dates = _period_dates(earlier, view.tz)
+    # In words of the window shown: the hours before the rolling range are hours,
+    # also when they happen to make one local day.
+    whole_days = view.filters.whole_days
+    period = _period_name(earlier, whole_days)
+    dates = _period_dates(earlier, view.tz, whole_days)
     # Without a single request to compare with, every card says so in words rather
     # than "new" or a dash, which read as a fault.
     nothing_before = before.hits == 0

@@ -383,6 +383,11 @@ def test_the_rolling_24_hours() -> None:
     previous = filters.previous()
     assert (previous.since, previous.until) == (datetime(2024, 3, 8, 15), datetime(2024, 3, 9, 15))
     assert previous.range is None
+    # From 23:00, the 24 hours are one whole day, and still the rolling range.
+    late, _ = parse_filters(MultiDict({"range": "24h"}), CONFIG, now=datetime(2024, 3, 10, 23, 20))
+    assert late is not None and (late.since, late.until) == (datetime(2024, 3, 10), datetime(2024, 3, 11))
+    assert not late.whole_days
+    assert late.previous().since == datetime(2024, 3, 9)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ with and without JavaScript."""
 from __future__ import annotations
 
 import random
+import time
 import typing as t
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
@@ -112,6 +113,24 @@ def test_a_card_without_a_previous_period_says_so(make_app: t.Any, name: str, wo
     page = Page(get(app, f"/statistics/partials/kpis?range={name}", HTMX).get_data(as_text=True))
     assert page.all_text.count(words) >= 9  # every card
     assert "new" not in page.all_text.split()
+
+
+def test_the_24_hours_that_make_one_local_day_compare_with_hours(make_app: t.Any) -> None:
+    # In a day's last local hour, the rolling range is that whole day: its cards
+    # still speak of the 24 hours before, not of "the day before".
+    now = utcnow()
+    if now.minute == 59 and now.second > 50:  # not across the turn of the hour
+        time.sleep(11)
+        now = utcnow()
+    ahead = (23 - now.hour + 12) % 24 - 12  # hours ahead of UTC, -12 to +11
+    tz = "UTC" if ahead == 0 else f"Etc/GMT{-ahead:+d}"  # the Etc names count westwards
+    app, *_ = make_app(config={"STATISTICS_TIMEZONE": tz})
+    insert(app, [row(date=now)])
+    filters = preset("24h", tz, now)
+    assert filters.until == filters.since + DAY and filters.until.hour == (24 - ahead) % 24
+    page = Page(get(app, "/statistics/partials/kpis?range=24h", HTMX).get_data(as_text=True))
+    assert page.all_text.count("no data in the previous 24 hours") >= 9
+    assert "the day before" not in page.all_text
 
 
 def test_links_carry_the_preset_not_its_dates(make_app: t.Any) -> None:
