@@ -53,9 +53,10 @@ HOSTILE_REFERRER = "javascript:alert(1)"
 HOSTILE_EXCEPTION = "ValueError('<img src=x onerror=alert(1)>')"
 HOSTILE_HITS = 40
 
-# Six days, so every row stays inside the default seven-day window even when the
-# date changes (UTC midnight) between seeding and a test.
-SEED_DAYS = 6
+# Five days, so every row stays inside the default seven-day window when the date
+# changes (UTC midnight) between seeding and a test: seeded at 23:58 on day D, the
+# oldest row is from 23:58 on D-5, and from midnight the window starts at D-5 00:00.
+SEED_DAYS = 5
 SEED_PER_DAY = 300
 
 # Reported by the page itself; the binding survives full navigations, the array is
