@@ -167,10 +167,12 @@ class Server:
             engine.dispose()
 
     def drop_table(self) -> None:
+        """Drop the request table and the rollup tables ``db.create_all()`` made."""
         engine = sa.create_engine(self.url)
         try:
             with engine.begin() as conn:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.table}"))
+                for name in (f"{self.table}_rollup", f"{self.table}_rollup_state", self.table):
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
         finally:
             engine.dispose()
 
