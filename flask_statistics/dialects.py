@@ -80,9 +80,15 @@ def as_double(dialect: Dialect, column: ColumnElement[t.Any]) -> ColumnElement[t
 
     MySQL/MariaDB send a single-precision FLOAT column (SQLAlchemy's ``Float``) as
     text rounded to 6 digits; in arithmetic it is exact, so make it arithmetic.
+    SQLite keeps any value in any column: text there (an import's "N/A") is not a
+    time, and is read as NULL rather than failing every figure that ranks it.
     """
     if _is_mysql(dialect):
         return sa.type_coerce(column + sa.literal_column("0e0"), sa.Float())
+    if dialect.name == "sqlite":
+        kind = sa.func.typeof(column)
+        numeric = sa.or_(kind == sa.literal_column("'real'"), kind == sa.literal_column("'integer'"))
+        return sa.case((numeric, column), else_=sa.null()).self_group()
     return column
 
 

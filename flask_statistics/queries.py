@@ -3,10 +3,11 @@
 Nothing here loads the window's rows into Python: aggregates, percentiles and time
 buckets are SQL, and the request log is read one page at a time. Time buckets follow
 the local calendar (see :mod:`.buckets`); their edges are parameters of a statement
-whose text is the same whatever the range. Percentiles are an
-aggregate of the main query on PostgreSQL and a second query elsewhere, which sorts
-only the times. Every function takes an open connection, the statistics table and
-the validated :class:`Filters`.
+whose text is the same whatever the range. Percentiles are an aggregate of the main
+query on PostgreSQL and on SQLite (one written in Python, see :mod:`.percentiles`,
+which holds the times of up to a quarter of a million rows), and elsewhere a second
+query, which sorts only the times. Every function takes an open connection, the
+statistics table and the validated :class:`Filters`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import buckets
+from . import buckets, percentiles
 from .buckets import Unit
 from .dialects import (
     as_double,
@@ -203,6 +204,32 @@ def _aggregates(
     return [t.cast(ColumnElement[t.Any], e).label(name) for e, name in zip(found, wanted)]
 
 
+#: The label of the SQLite aggregate that collects a query's times (see percentiles).
+_TIMES = "times"
+
+
+def _inline(
+    conn: sa.Connection, value: ColumnElement[t.Any], wanted: dict[str, Fraction]
+) -> list[ColumnElement[t.Any]]:
+    """The columns that give the percentiles ``wanted`` of ``value`` in the main query:
+    PostgreSQL's aggregates, or SQLite's collecting aggregate; none elsewhere."""
+    found = _aggregates(conn.dialect, value, wanted)
+    if found:
+        return found
+    collecting = percentiles.aggregate(conn, value, wanted)
+    return [] if collecting is None else [collecting.label(_TIMES)]
+
+
+def _inline_values(
+    row: t.Mapping[str, t.Any], wanted: dict[str, Fraction]
+) -> t.Mapping[str, t.Any] | None:
+    """The percentiles ``wanted`` from a row of a query with :func:`_inline` columns;
+    None when there were too many times to collect, and a second query must rank them."""
+    if _TIMES in row:
+        return percentiles.picked(row[_TIMES], wanted)
+    return row
+
+
 def _percentiles(
     conn: sa.Connection,
     value: ColumnElement[t.Any],
@@ -296,7 +323,7 @@ def kpis(conn: sa.Connection, table: sa.Table, filters: Filters) -> Kpis:
     rt = as_double(d, c.response_time)
     where = _where_all(conn, table, filters)
     wanted = {"p50": P50, "p95": P95, "p99": P99}
-    inline = _aggregates(d, rt, wanted)
+    inline = _inline(conn, rt, wanted)
     query = sa.select(
         sa.func.count().label("hits"),
         sa.func.count(sa.distinct(visitor(d, table))).label("visitors"),
@@ -308,7 +335,9 @@ def kpis(conn: sa.Connection, table: sa.Table, filters: Filters) -> Kpis:
     ).where(*where)
     row = conn.execute(query).one()
     hits = int(row.hits)
-    times = row._mapping if inline else _percentiles(conn, rt, where, wanted)[None]
+    times = _inline_values(row._mapping, wanted) if inline else None
+    if times is None:
+        times = _percentiles(conn, rt, where, wanted)[None]
     return Kpis(
         hits=hits,
         visitors=int(row.visitors),
@@ -357,7 +386,7 @@ def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series
     )
     b = base.c
     wanted = {"p50": P50, "p95": P95}
-    inline = _aggregates(d, b.rt, wanted)
+    inline = _inline(conn, b.rt, wanted)
     query = (
         sa.select(
             b.bucket,
@@ -369,8 +398,12 @@ def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series
         .order_by(b.bucket)
     )
     found = {int(row["bucket"]): row for row in conn.execute(query).mappings()}
-    times: t.Mapping[t.Any, t.Any] = found
-    if not inline:
+    times: t.Mapping[t.Any, t.Any] | None = None
+    if inline:
+        picked = {k: _inline_values(row, wanted) for k, row in found.items()}
+        if None not in picked.values():
+            times = picked
+    if times is None:
         times = {int(k): v for k, v in _percentiles(conn, rt, where, wanted, bucket).items()}
     points = []
     for index, start in enumerate(starts):
@@ -498,7 +531,7 @@ def top_paths(
         .subquery("base")
     )
     b = base.c
-    inline = _aggregates(d, b.rt, {"p95": P95})
+    inline = _inline(conn, b.rt, {"p95": P95})
     hits = sa.func.count()
     query = (
         sa.select(
@@ -515,8 +548,9 @@ def top_paths(
         .limit(limit)
     )
     rows = list(conn.execute(query).mappings())
-    p95 = [row.get("p95") for row in rows]
-    if not inline and rows:
+    picked = [_inline_values(row, {"p95": P95}) for row in rows] if inline else [None]
+    p95: list[t.Any] = [None if p is None else p["p95"] for p in picked]
+    if None in picked and rows:
         p95 = _path_p95(conn, c[by], path, rt, where, [row["path"] for row in rows])
     return [
         PathStats(

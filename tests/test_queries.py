@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flask_statistics import figures, queries
+from flask_statistics import figures, percentiles, queries
 from flask_statistics.filters import TEXT_FILTERS, Filters, zone
 from flask_statistics.forms import MAX_DAYS
 from flask_statistics.queries import Kpis, PathStats, Point, Series
@@ -899,3 +899,49 @@ def test_one_client_or_user_agent_is_read_through_its_index(indexed: Store, colu
         assert plans and all(wanted in plan for plan in plans), (name, plans)
     assert queries.kpis(indexed.conn, indexed.table, one).hits == sum(
         1 for r in rows if r[column] == value and WEEK.since <= r["date"] < WEEK.until)
+
+
+@sqlite_only
+def test_sqlite_ranks_times_in_the_main_query_and_in_sql_past_its_limit(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite collects the times in the query that counts the rows: one pass instead of
+    # two. Past the limit of what it holds, the figures stay exact, ranked in SQL.
+    store, stored = seeded
+    issued: list[str] = []
+    sa.event.listen(store.conn, "before_cursor_execute",
+                    lambda conn, cursor, statement, *args: issued.append(statement))
+    f = CASES["week"]
+    assert queries.kpis(store.conn, store.table, f) == ref_kpis(stored, f)
+    assert queries.top_paths(store.conn, store.table, f, 50) == ref_top_paths(stored, f, 50)
+    assert queries.timeseries(store.conn, store.table, f) == ref_series(stored, f)
+    assert len(issued) == 3 and not any("cume_dist" in statement for statement in issued)
+    issued.clear()
+    monkeypatch.setattr(percentiles, "LIMIT", 4)
+    for name, f in CASES.items():
+        assert queries.kpis(store.conn, store.table, f) == ref_kpis(stored, f), name
+        assert queries.timeseries(store.conn, store.table, f) == ref_series(stored, f), name
+        assert queries.top_paths(store.conn, store.table, f, 50) == ref_top_paths(stored, f, 50), name
+    assert any("cume_dist" in statement for statement in issued)
+
+
+@sqlite_only
+def test_sqlite_times_stored_as_text_are_no_times(store: Store) -> None:
+    # SQLite keeps whatever it is given: a time imported as text is left out of the
+    # times, as a NULL is, rather than failing every panel that ranks it.
+    rng = random.Random(16)
+    rows = [make_row(rng, WEEK.since + k * HOUR, response_time=float(k + 1), path="/t")
+            for k in range(9)]
+    store.insert(rows)
+    store.conn.execute(store.table.update().where(store.table.c["index"] == 9)
+                       .values(response_time=sa.literal_column("'slow'")))
+    store.conn.commit()
+    assert store.conn.exec_driver_sql(
+        f"SELECT typeof(response_time) FROM {store.table.name} WHERE \"index\" = 9").scalar() == "text"
+    kpis = queries.kpis(store.conn, store.table, WEEK)
+    assert (kpis.hits, kpis.avg, kpis.p50, kpis.p99) == (9, 4.5, 4.0, 8.0)
+    points = queries.timeseries(store.conn, store.table, CASES["two days, hourly"]).points
+    assert (points[0].p95, points[8].hits, points[8].p95) == (1.0, 1, None)
+    assert queries.top_paths(store.conn, store.table, WEEK, 1)[0].p95 == 8.0
+    slow = queries.request_detail(store.conn, store.table, 9)
+    assert slow is not None and slow["response_time"] is None
