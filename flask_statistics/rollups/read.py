@@ -326,8 +326,13 @@ def timeseries(conn: sa.Connection, found: Plan, unit: t.Any, starts: list[datet
         .where(*found.where({"year": YEAR, "month": MONTH}.get(unit, DAY)))
     ).all()
     per: list[list[t.Any]] = [[] for _ in starts]
+    # Rows share a few hundred buckets at most: each is placed once.
+    places: dict[t.Any, int] = {}
     for row in rows:
-        place = bisect.bisect_right(starts, _naive(row.bucket)) - 1
+        bucket = row.bucket
+        place = places.get(bucket)
+        if place is None:
+            place = places[bucket] = bisect.bisect_right(starts, _naive(bucket)) - 1
         if place >= 0:
             per[place].append(row)
     points = []
