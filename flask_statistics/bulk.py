@@ -28,16 +28,24 @@ def copy_statement(table: sa.Table, columns: t.Sequence[sa.Column[t.Any]], diale
     )
 
 
-def copy_rows(conn: sa.Connection, statement: str, rows: t.Iterable[t.Sequence[t.Any]]) -> None:
+def copy_rows(
+    conn: sa.Connection, statement: str, rows: t.Iterable[t.Sequence[t.Any]],
+    meanwhile: t.Callable[[], None] | None = None,
+) -> None:
     """Stream ``rows`` (tuples in the statement's column order) through ``statement``
     in the current transaction. Failures are raised as SQLAlchemy raises them, so
-    they are judged the same way as those of executemany."""
+    they are judged the same way as those of executemany.
+
+    ``meanwhile``, which must not raise, runs once the rows are sent and before the
+    COPY ends, while the server is still storing what it has received."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
+            if meanwhile is not None:
+                meanwhile()
     except Exception as exc:
         raise _as_sqlalchemy(conn, raw, statement, exc) from exc
 

@@ -110,11 +110,23 @@ class RowBuilder:
         ]
         self._dialect = dialect
 
-    def insert(self, conn: sa.Connection, rows: list[t.Any]) -> None:
-        """Insert ``rows`` (from :meth:`rows`) on ``conn``, in the current transaction."""
+    @property
+    def streams(self) -> bool:
+        """Whether :meth:`insert` streams the rows (PostgreSQL's COPY), so that work
+        given as its ``meanwhile`` overlaps the server's."""
+        return self._copy is not None
+
+    def insert(
+        self, conn: sa.Connection, rows: list[t.Any], meanwhile: t.Callable[[], None] | None = None
+    ) -> None:
+        """Insert ``rows`` (from :meth:`rows`) on ``conn``, in the current transaction;
+        run ``meanwhile`` (which must not raise) while a streamed insert finishes."""
         if self._copy is not None:
-            copy_rows(conn, self._copy, rows)
-        elif self._values is not None:
+            copy_rows(conn, self._copy, rows, meanwhile)
+            return
+        if meanwhile is not None:
+            meanwhile()
+        if self._values is not None:
             self._values.insert(conn, rows)
         else:
             conn.exec_driver_sql(self.statement, rows)

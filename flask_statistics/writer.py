@@ -22,6 +22,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
@@ -29,7 +30,8 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from . import faults
 from .capture import Record, footprint
 from .models import bind_key
-from .rollups.writing import RollupFailed, Rollups
+from .rollups.aggregate import Totals
+from .rollups.writing import Cuts, RollupFailed, Rollups
 from .rows import RowBuilder
 from .schema import present_columns
 
@@ -339,7 +341,13 @@ class _Core:
         rollups = self._rollups if facts is not None else None
         if rollups is not None and not rollups.ready(engine):
             rollups = None
-        entries = rollups.entries(facts) if rollups is not None and facts else None
+        entries: t.Any = None
+        if rollups is not None and facts:
+            # Summing the batch is the costly part; streamed to PostgreSQL, it is done
+            # while the server stores the rows (see Rows.insert).
+            entries = _Entries(rollups, facts)
+            if not self._rows.streams:
+                entries.compute()
         self._busy_since = time.monotonic()
         try:
             try:
@@ -394,10 +402,11 @@ class _Core:
         the lock (and so the rollups) was taken."""
         with conn.begin():
             locked = rollups is not None and rollups.lock(conn)
-            self._rows.insert(conn, rows)
-            if locked and entries:
+            cuts = rollups.cuts(conn) if rollups is not None and locked and entries is not None else None
+            self._rows.insert(conn, rows, None if entries is None else partial(entries.compute, cuts))
+            if cuts is not None:
                 assert rollups is not None
-                rollups.apply(conn, entries)
+                rollups.apply(conn, entries.keyed(cuts))
         return locked
 
     def _wait_to_retry(self, kind: str, delay: float) -> bool:
@@ -533,6 +542,38 @@ class _Core:
         except Exception:
             pass
         self._reset()
+
+
+class _Entries:
+    """A batch's rollup entries, summed once, then keyed once the cuts are known:
+    the writer's costliest work, done by :meth:`compute` while PostgreSQL stores
+    the batch's rows."""
+
+    def __init__(self, rollups: Rollups, facts: list[t.Any]) -> None:
+        self._rollups = rollups
+        self._facts = facts
+        self._totals: Totals | None = None
+        self._keyed: dict[t.Any, t.Any] | None = None
+        self._error: BaseException | None = None
+
+    def compute(self, cuts: Cuts | None = None) -> None:
+        # Runs inside a COPY: a failure is kept for keyed() to raise, after it.
+        if self._error is not None:
+            return
+        try:
+            if self._totals is None:
+                self._totals = self._rollups.entries(self._facts)
+            if cuts is not None and self._keyed is None:
+                self._keyed = self._rollups.keyed(self._totals, cuts)
+        except Exception as exc:
+            self._error = exc
+
+    def keyed(self, cuts: Cuts) -> dict[t.Any, t.Any]:
+        self.compute(cuts)
+        if self._error is not None:
+            raise RollupFailed from self._error
+        assert self._keyed is not None
+        return self._keyed
 
 
 class Writer:

@@ -356,7 +356,7 @@ def write_late(tables: Tables, tz: str, late: list[dict[str, t.Any]]) -> None:
     with tables.engine.begin() as conn:
         assert rollups.lock(conn)
         conn.execute(tables.table.insert(), late)
-        rollups.apply(conn, rollups.entries(facts))
+        rollups.apply(conn, rollups.keyed(rollups.entries(facts), rollups.cuts(conn)))
 
 
 # New York for a DST change, Kathmandu for a :45 offset; UTC adds nothing they miss.
@@ -941,6 +941,37 @@ def test_a_failing_rollup_update_keeps_the_rows_and_marks_the_rollups_stale(
     tables = Tables(app, db)
     with tables.engine.connect() as conn:
         assert figures.source(conn, store, today_filters()) == "rows"  # stale: the raw rows answer
+        assert figures.kpis(conn, store, tables.table, today_filters()).hits == 11
+
+
+def test_a_batch_that_fails_to_add_up_keeps_its_rows_and_marks_the_rollups_stale(
+    make_app: t.Any, monkeypatch: t.Any, caplog: t.Any
+) -> None:
+    # On PostgreSQL the batch is summed while the server stores its rows, inside the
+    # COPY: a failure there must not lose them either.
+    from flask_statistics.rollups.writing import Rollups
+
+    app, db, _model, statistics = make_app(model="default")
+    serve(app)
+    client = app.test_client()
+    client.get("/items/1")
+    assert statistics.flush(timeout=30, app=app)
+
+    def broken(*args: t.Any, **kwargs: t.Any) -> None:
+        raise ValueError("cannot add up")
+
+    monkeypatch.setattr(Rollups, "entries", broken)
+    for n in range(10):
+        client.get(f"/items/{n}")
+    assert statistics.flush(timeout=30, app=app)
+    health = statistics.health(app)
+    assert (health.written, health.rejected, health.dropped) == (11, 0, 0), health
+    assert any("cannot add up" in str(r.exc_info) or "ValueError" in r.getMessage() for r in caplog.records)
+    assert any("flask statistics rebuild --since" in r.getMessage() for r in caplog.records)
+    store = app.extensions["statistics"].rollups
+    tables = Tables(app, db)
+    with tables.engine.connect() as conn:
+        assert figures.source(conn, store, today_filters()) == "rows"
         assert figures.kpis(conn, store, tables.table, today_filters()).hits == 11
 
 

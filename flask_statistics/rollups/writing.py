@@ -6,15 +6,21 @@ from __future__ import annotations
 import logging
 import typing as t
 import weakref
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from ..filters import zone
-from .aggregate import DayOf, Fact, Totals
+from .aggregate import DayOf, Entry, Fact, Key, Totals
 from .rebuild import first_day_after, today_start
 from .store import Store
 
 logger = logging.getLogger("flask_statistics")
+
+
+#: The first day without day rows, month without month rows, year without year rows
+#: and quarter without path-agent rows.
+Cuts = tuple[t.Optional[datetime], t.Optional[datetime], t.Optional[datetime], t.Optional[datetime]]
 
 
 class RollupFailed(Exception):
@@ -61,13 +67,22 @@ class Rollups:
         except Exception as exc:
             raise RollupFailed from exc
 
-    def apply(self, conn: sa.Connection, totals: Totals) -> None:
-        """Add the batch to its rollup rows; call under :meth:`lock`, which keeps a
-        compaction from closing a day or a month between reading the cuts and the commit."""
-        store = self.store
+    def cuts(self, conn: sa.Connection) -> Cuts:
+        """Where the tiers start (see :meth:`.Store.cuts`); read under :meth:`lock`,
+        which keeps a compaction from closing a day or a month before the commit."""
         try:
-            entries = totals.rollup(self.day_of, store.quarters_from(), *store.cuts(conn))
-            store.apply(conn, entries)
+            return self.store.cuts(conn)
+        except Exception as exc:
+            raise RollupFailed from exc
+
+    def keyed(self, totals: Totals, cuts: Cuts) -> dict[Key, Entry]:
+        """Every rollup row the batch adds to, by key: needs no connection."""
+        return totals.rollup(self.day_of, self.store.quarters_from(), *cuts)
+
+    def apply(self, conn: sa.Connection, entries: dict[Key, Entry]) -> None:
+        """Add :meth:`keyed` entries to their rollup rows, under :meth:`lock`."""
+        try:
+            self.store.apply(conn, entries)
         except Exception as exc:
             raise RollupFailed from exc
 
