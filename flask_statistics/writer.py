@@ -286,14 +286,14 @@ class _Core:
         except _GiveUp:
             self._count_dropped(len(records))
             return
-        rows: list[t.Any] = []
         facts: list[t.Any] | None = [] if self._rollups is not None else None
-        for start in range(0, len(records), _ROWS_PER_SLICE):
-            rows += self._rows.rows(records[start : start + _ROWS_PER_SLICE], facts)
-            time.sleep(0)  # let request threads take the GIL between slices
+        batch = _Batch(self._rows, records, facts)
+        # Streamed to PostgreSQL, the rows are made as the COPY sends them, while the
+        # server stores the ones before.
+        rows: t.Sequence[t.Any] = batch if self._rows.streams else batch.complete()
         # A stack of chunks: a chunk the database refuses is split in two until the
         # refused rows stand alone; the others are written.
-        chunks: list[tuple[list[t.Any], list[t.Any] | None]] = [(rows, facts)]
+        chunks: list[tuple[t.Sequence[t.Any], list[t.Any] | None]] = [(rows, facts)]
         delay = _FIRST_BACKOFF
         table_ok = False
         while chunks:
@@ -318,6 +318,8 @@ class _Core:
                     table_ok = True
                     continue
                 chunks.pop()
+                if isinstance(chunk, _Batch):
+                    chunk = chunk.complete()
                 if len(chunk) == 1:
                     self._reject(chunk[0])
                 else:
@@ -333,7 +335,7 @@ class _Core:
             delay = min(delay * 2, _MAX_BACKOFF)
 
     def _insert(
-        self, rows: list[t.Any], facts: list[t.Any] | None, *, check_table: bool
+        self, rows: t.Sequence[t.Any], facts: list[t.Any] | None, *, check_table: bool
     ) -> str | None:
         """Insert ``rows`` in one transaction, adding ``facts`` to the rollups there;
         None on success, else the kind of failure."""
@@ -342,9 +344,10 @@ class _Core:
         if rollups is not None and not rollups.ready(engine):
             rollups = None
         entries: t.Any = None
-        if rollups is not None and facts:
+        if rollups is not None and rows:
             # Summing the batch is the costly part; streamed to PostgreSQL, it is done
-            # while the server stores the rows (see Rows.insert).
+            # while the server stores the rows (see Rows.insert). ``facts`` is complete
+            # by then, made with the rows.
             entries = _Entries(rollups, facts)
             if not self._rows.streams:
                 entries.compute()
@@ -396,7 +399,7 @@ class _Core:
             self._busy_since = None
 
     def _write(
-        self, conn: sa.Connection, rows: list[t.Any], rollups: Rollups | None, entries: t.Any
+        self, conn: sa.Connection, rows: t.Sequence[t.Any], rollups: Rollups | None, entries: t.Any
     ) -> bool:
         """One transaction: the writers' lock, the rows, their rollups. Returns whether
         the lock (and so the rollups) was taken."""
@@ -542,6 +545,42 @@ class _Core:
         except Exception:
             pass
         self._reset()
+
+
+class _Batch:
+    """The rows (and rollup facts) of a batch of records, made a slice at a time as
+    they are first iterated, then kept for another try."""
+
+    def __init__(self, builder: RowBuilder, records: list[Record], facts: list[t.Any] | None) -> None:
+        self._builder = builder
+        self._records = records
+        self._facts = facts
+        self._rows: list[t.Any] = []
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> t.Iterator[t.Any]:
+        done = 0
+        while True:
+            rows = self._rows
+            yield from rows[done:]
+            done = len(rows)
+            if done >= len(self._records) or not self._more():
+                return
+
+    def _more(self) -> bool:
+        made = len(self._rows)
+        if made >= len(self._records):
+            return False
+        self._rows += self._builder.rows(self._records[made : made + _ROWS_PER_SLICE], self._facts)
+        time.sleep(0)  # let request threads take the GIL between slices
+        return True
+
+    def complete(self) -> list[t.Any]:
+        while self._more():
+            pass
+        return self._rows
 
 
 class _Entries:
