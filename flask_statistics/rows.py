@@ -117,15 +117,18 @@ class RowBuilder:
         return self._copy is not None
 
     def insert(
-        self, conn: sa.Connection, rows: list[t.Any], meanwhile: t.Callable[[], None] | None = None
+        self, conn: sa.Connection, rows: t.Iterable[t.Any], meanwhile: t.Callable[[], None] | None = None
     ) -> None:
         """Insert ``rows`` (from :meth:`rows`) on ``conn``, in the current transaction;
-        run ``meanwhile`` (which must not raise) while a streamed insert finishes."""
+        run ``meanwhile`` (which must not raise) while a streamed insert finishes.
+        ``rows`` is iterated once, as it is sent, only where :attr:`streams`;
+        elsewhere it must be a list."""
         if self._copy is not None:
             copy_rows(conn, self._copy, rows, meanwhile)
             return
         if meanwhile is not None:
             meanwhile()
+        assert isinstance(rows, list)
         if self._values is not None:
             self._values.insert(conn, rows)
         else:

@@ -290,10 +290,10 @@ class _Core:
         batch = _Batch(self._rows, records, facts)
         # Streamed to PostgreSQL, the rows are made as the COPY sends them, while the
         # server stores the ones before.
-        rows: t.Sequence[t.Any] = batch if self._rows.streams else batch.complete()
+        rows: list[t.Any] | _Batch = batch if self._rows.streams else batch.complete()
         # A stack of chunks: a chunk the database refuses is split in two until the
         # refused rows stand alone; the others are written.
-        chunks: list[tuple[t.Sequence[t.Any], list[t.Any] | None]] = [(rows, facts)]
+        chunks: list[tuple[list[t.Any] | _Batch, list[t.Any] | None]] = [(rows, facts)]
         delay = _FIRST_BACKOFF
         table_ok = False
         while chunks:
@@ -335,7 +335,7 @@ class _Core:
             delay = min(delay * 2, _MAX_BACKOFF)
 
     def _insert(
-        self, rows: t.Sequence[t.Any], facts: list[t.Any] | None, *, check_table: bool
+        self, rows: list[t.Any] | _Batch, facts: list[t.Any] | None, *, check_table: bool
     ) -> str | None:
         """Insert ``rows`` in one transaction, adding ``facts`` to the rollups there;
         None on success, else the kind of failure."""
@@ -399,7 +399,7 @@ class _Core:
             self._busy_since = None
 
     def _write(
-        self, conn: sa.Connection, rows: t.Sequence[t.Any], rollups: Rollups | None, entries: t.Any
+        self, conn: sa.Connection, rows: list[t.Any] | _Batch, rollups: Rollups | None, entries: t.Any
     ) -> bool:
         """One transaction: the writers' lock, the rows, their rollups. Returns whether
         the lock (and so the rollups) was taken."""
@@ -563,10 +563,9 @@ class _Batch:
     def __iter__(self) -> t.Iterator[t.Any]:
         done = 0
         while True:
-            rows = self._rows
-            yield from rows[done:]
-            done = len(rows)
-            if done >= len(self._records) or not self._more():
+            yield from self._rows[done:]
+            done = len(self._rows)
+            if not self._more():
                 return
 
     def _more(self) -> bool:
