@@ -404,3 +404,33 @@ def test_unreadable_visitor_bytes_are_refused(million: Visitors) -> None:
     for broken in (sparse[:-1], b"\x01\x07", dense[:-10], b"\x01\x01" + bytes(100)):
         with pytest.raises(ValueError, match="corrupt"):
             Visitors.from_bytes(broken)
+
+
+# -- the value counts of top-list rows (rollups.counts) --------------------------------
+
+_count_values = st.one_of(st.none(), st.text(max_size=12))  # lone surrogates included
+
+
+@given(st.dictionaries(_count_values, st.integers(1, 10**12), max_size=30), st.integers(0, 10**9))
+def test_counts_read_back_from_their_blob(values: dict[str | None, int], other: int) -> None:
+    from flask_statistics.rollups import counts
+
+    blob = counts.encode(values, other)
+    assert counts.decode(blob) == (values, other)
+    assert counts.decode(memoryview(blob)) == (values, other)  # PostgreSQL's bytea
+    into = {"a": 1}
+    assert counts.add_encoded(into, bytearray(blob)) == other
+    expected = dict(values)
+    expected["a"] = expected.get("a", 0) + 1
+    assert into == expected
+
+
+@pytest.mark.parametrize("blob", [b"{", b"", b"   ", b"[1,"])
+def test_unreadable_counts_blobs_are_refused_as_values(blob: bytes) -> None:
+    from flask_statistics.rollups import counts
+
+    if not blob:
+        assert counts.decode(blob) == ({}, 0)  # an empty column counts nothing
+        return
+    with pytest.raises(ValueError):
+        counts.decode(blob)

@@ -99,7 +99,8 @@ def rollup_table(table: sa.Table) -> sa.Table:
         sa.Column("visitors", sa.LargeBinary),  # sketches.Visitors, bots left out
         sa.Column("counts", sa.LargeBinary),  # counts.encode, top-list grains only
         sa.Index(f"ux_{name}_key", "key", unique=True),
-        sa.Index(f"ix_{name}_scan", "grain", "tier", "bucket"),
+        # ``other`` last: whether a window has folded rows is read from the index alone.
+        sa.Index(f"ix_{name}_scan", "grain", "tier", "bucket", "other"),
         schema=table.schema,
     )
 
