@@ -268,10 +268,12 @@ class Histogram:
     def merged(cls, blobs: t.Iterable[bytes | None]) -> Histogram:
         """The merge of the histograms in ``blobs`` (None and b"" count as empty),
         without building each one."""
-        # Counts add up in a list spanning every bucket a finite float can reach: list
-        # indexing is cheaper than a dict's get and set, and the list is 290 KB.
-        totals = [0] * (_TOP_KEY - _BOTTOM_KEY + 1)
-        low, high = len(totals), -1
+        # Counts add up in a list over the buckets seen so far, grown as blobs reach
+        # further: list indexing is cheaper than a dict's get and set, and a list
+        # over every bucket a float can reach (290 KB) cost more to allocate than a
+        # merge of a few hundred blobs does.
+        totals: list[int] = []
+        base = 0  # the bucket of totals[0]
         others: dict[int, int] = {}
         zeros = 0
         # Equal blobs are decoded once: rows of a few requests often hold the same
@@ -285,20 +287,28 @@ class Histogram:
                 continue
             if times > 1:
                 counts = [count * times for count in counts]  # type: ignore[assignment]
-            start, end = first - _BOTTOM_KEY, first - _BOTTOM_KEY + sum(steps)
-            if 0 <= start and end < len(totals):
-                low, high = min(low, start), max(high, end)
-                for position, count in zip(accumulate(steps, initial=start), counts):
-                    totals[position] += count
-            else:
+            last = first + sum(steps)
+            if not (_BOTTOM_KEY <= first and last <= _TOP_KEY):
                 # Only bytes from elsewhere get here: no float has such a bucket.
                 for key, count in zip(accumulate(steps, initial=first), counts):
                     others[key] = others.get(key, 0) + count
+                continue
+            if not totals:
+                base = first
+                totals = [0] * (last - first + 1)
+            else:
+                if first < base:
+                    totals[:0] = [0] * (base - first)
+                    base = first
+                beyond = last - (base + len(totals) - 1)
+                if beyond > 0:
+                    totals += [0] * beyond
+            for position, count in zip(accumulate(steps, initial=first - base), counts):
+                totals[position] += count
         histogram = cls()
-        if high >= 0:
-            span = totals[low : high + 1]
-            keys = compress(range(low + _BOTTOM_KEY, high + 1 + _BOTTOM_KEY), span)
-            histogram._bins = dict(zip(keys, filter(None, span)))
+        if totals:
+            keys = compress(range(base, base + len(totals)), totals)
+            histogram._bins = dict(zip(keys, filter(None, totals)))
         for key, count in others.items():
             histogram._bins[key] = histogram._bins.get(key, 0) + count
         histogram._zeros = zeros
