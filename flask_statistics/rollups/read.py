@@ -324,28 +324,31 @@ def timeseries(conn: sa.Connection, found: Plan, unit: t.Any, starts: list[datet
     rows = conn.execute(
         sa.select(r.bucket, r.hits, r.times, r.visitors)
         .where(*found.where({"year": YEAR, "month": MONTH}.get(unit, DAY)))
-    ).all()
-    per: list[list[t.Any]] = [[] for _ in starts]
-    # Rows share a few hundred buckets at most: each is placed once.
+    ).all()  # fetched at once: a row at a time costs a driver call each
+    sums = [0] * len(starts)
+    times: list[list[t.Any]] = [[] for _ in starts]
+    visitors: list[list[t.Any]] = [[] for _ in starts]
+    # Rows share a few hundred buckets at most: each is placed once. A long range
+    # under a path filter reads tens of thousands of rows: each is unpacked once.
     places: dict[t.Any, int] = {}
-    for row in rows:
-        bucket = row.bucket
+    for bucket, row_hits, row_times, row_visitors in rows:
         place = places.get(bucket)
         if place is None:
             place = places[bucket] = bisect.bisect_right(starts, _naive(bucket)) - 1
         if place >= 0:
-            per[place].append(row)
+            sums[place] += row_hits
+            times[place].append(row_times)
+            visitors[place].append(row_visitors)
     points = []
-    for start, group in zip(starts, per):
-        if not group:
+    for start, place_hits, place_times, place_visitors in zip(starts, sums, times, visitors):
+        if not place_times:
             points.append(queries.Point(start, 0, 0, None, None))
             continue
-        times = Histogram.merged(row.times for row in group)
-        visitors = Visitors.merged(row.visitors for row in group)
+        merged = Histogram.merged(place_times)
         points.append(
             queries.Point(
-                start, sum(row.hits for row in group), visitors.count(),
-                times.quantile(0.5), times.quantile(0.95),
+                start, place_hits, Visitors.merged(place_visitors).count(),
+                merged.quantile(0.5), merged.quantile(0.95),
             )
         )
     return queries.Series(unit, points, found.until)
