@@ -204,6 +204,20 @@ def test_merged_equals_merging_one_by_one() -> None:
     assert Histogram.merged(iter(blobs)).count == sum(Histogram.from_bytes(b).count for b in blobs)
 
 
+def test_merged_reaches_buckets_on_both_sides_of_the_first_blob() -> None:
+    # A merge grows its tally below and above what the blobs before reached.
+    blobs = [histogram_of(times).to_bytes() for times in ([1.0, 2.0], [1e-6, 3e-6], [500.0], [0.0, 0.03])]
+    merged = Histogram.merged(blobs)
+    assert merged.count == 7
+    assert merged.quantile(Fraction(1, 7)) == 0.0
+    assert merged.quantile(Fraction(2, 7)) == pytest.approx(1e-6, rel=0.01)
+    assert merged.quantile(1.0) == pytest.approx(500.0, rel=0.01)
+    one_by_one = Histogram()
+    for blob in blobs:
+        one_by_one.merge(Histogram.from_bytes(blob))
+    assert merged.to_bytes() == one_by_one.to_bytes()
+
+
 def test_merged_counts_equal_blobs_as_often_as_they_come() -> None:
     # Rows of a request or two often hold equal histograms; each counts.
     rng = random.Random(8)
