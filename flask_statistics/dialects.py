@@ -206,3 +206,23 @@ def _render_bucket_search(element: _BucketSearch, compiler: t.Any, **kw: t.Any) 
         return f"CASE WHEN ({test}) THEN {below} ELSE {search(middle, last)} END"
 
     return search(0, len(edges))
+
+
+def reading_connection(engine: sa.Engine) -> sa.Connection:
+    """A connection for the dashboard's reads.
+
+    On PostgreSQL 11 and later, JIT compilation is off for its transaction (``SET
+    LOCAL``, gone when the connection returns to the pool, so the app's own queries
+    keep the server's setting). The server compiles any query it costs above
+    ``jit_above_cost``: a rollup read at 10,000,000 requests a month spent 79 of its
+    251 ms compiling, for a query that runs once.
+    """
+    conn = engine.connect()
+    dialect = conn.dialect
+    if dialect.name == "postgresql" and (dialect.server_version_info or (0,)) >= (11,):
+        try:
+            conn.exec_driver_sql("SET LOCAL jit = off")
+        except BaseException:
+            conn.close()
+            raise
+    return conn

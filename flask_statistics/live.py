@@ -17,7 +17,7 @@ from flask import Response, current_app, make_response, render_template, request
 from sqlalchemy.engine import RowMapping
 
 from . import charts
-from .dialects import as_double, bucket_index, int_div
+from .dialects import as_double, bucket_index, int_div, reading_connection
 from .filters import zone
 from .models import bind_key
 
@@ -159,7 +159,7 @@ def _render(state: StatisticsState, *, fragment: bool) -> Response:
     tz_name = str(current_app.config["STATISTICS_TIMEZONE"])
     tz = zone(tz_name)
     engine = state.db.engines[bind_key(state.table)]
-    with engine.connect() as conn:
+    with reading_connection(engine) as conn:
         snap = snapshot(conn, state.table)
     context = {
         "live": snap,

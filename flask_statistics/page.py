@@ -25,6 +25,7 @@ from flask import Response, get_template_attribute, render_template
 from flask.globals import _cv_app, _cv_request
 from markupsafe import Markup
 
+from .dialects import reading_connection
 from .panels import Panel, Shared, View
 
 logger = logging.getLogger("flask_statistics")
@@ -139,7 +140,7 @@ class _Fetches:
     def run(self, name: str, panel: Panel) -> None:
         result = self._results.setdefault(name, Future())
         try:
-            with self._engine.connect() as conn:
+            with reading_connection(self._engine) as conn:
                 result.set_result(panel.fetch(self._make_view(conn, self._shared)))
         except BaseException as exc:  # handed to the page, which logs it
             result.set_exception(exc)

@@ -21,6 +21,7 @@ from flask import (
 from . import export, figures, live, models, page, panels, queries, security
 from .buckets import to_local
 from .config import ConfigError
+from .dialects import reading_connection
 from .extension import BLUEPRINT_NAME, StatisticsState, state_of
 from .filters import Filters, zone
 from .forms import FilterForm, parse_filters
@@ -210,7 +211,7 @@ def _engine() -> t.Any:
 
 
 def _connect() -> t.Any:
-    return _engine().connect()
+    return reading_connection(_engine())
 
 
 def request_filters() -> tuple[Filters | None, FilterForm]:
