@@ -240,7 +240,9 @@ def run_variant(variant: Variant, duration: float, connections: int) -> Result:
             if variant.statistics and variant.creates_table and not url.startswith("sqlite"):
                 engine = sa.create_engine(url)
                 with engine.begin() as conn:
-                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+                    # The rollup tables db.create_all() made beside it, too.
+                    for name in (f"{table}_rollup_state", f"{table}_rollup", table):
+                        conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
                 engine.dispose()
 
 
