@@ -130,6 +130,29 @@ def percentile_aggregate(
     return sa.func.percentile_disc(sa.literal(below, sa.Float())).within_group(value)
 
 
+def percentile_window(
+    dialect: Dialect,
+    value: ColumnElement[t.Any],
+    p: Fraction,
+    partition: ColumnElement[t.Any] | None = None,
+) -> ColumnElement[t.Any] | None:
+    """The nearest-rank ``p`` percentile of ``value`` over each ``partition`` (all
+    rows without one) as a window function, on databases whose ``percentile_disc`` is
+    one (MariaDB 10.3.3+): a column of every row, the same for the rows of a partition,
+    which the query around them takes the ``max`` of. None elsewhere.
+
+    MariaDB leaves NULLs out and picks the first value whose row number over the
+    partition's count is at least p, both doubles: exact below 10**13 values, as is
+    ``cume_dist()`` compared with p.
+    """
+    if not getattr(dialect, "is_mariadb", False):
+        return None
+    if (dialect.server_version_info or (0,)) < (10, 3, 3):
+        return None
+    disc = sa.func.percentile_disc(sa.literal(float(p), sa.Float())).within_group(value)
+    return disc.over(partition_by=partition)
+
+
 def bucket_index(
     dialect: Dialect, date: ColumnElement[t.Any], starts: t.Sequence[datetime], until: datetime
 ) -> ColumnElement[t.Any]:

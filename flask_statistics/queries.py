@@ -5,8 +5,9 @@ buckets are SQL, and the request log is read one page at a time. Time buckets fo
 the local calendar (see :mod:`.buckets`); their edges are parameters of a statement
 whose text is the same whatever the range. Percentiles are an aggregate of the main
 query on PostgreSQL and on SQLite (one written in Python, see :mod:`.percentiles`,
-which holds the times of up to a quarter of a million rows), and elsewhere a second
-query, which sorts only the times. Every function takes an open connection, the
+which holds the times of up to a quarter of a million rows), a window column of the
+rows the main query groups on MariaDB, and elsewhere a second query, which sorts only
+the times. Every function takes an open connection, the
 statistics table and the validated :class:`Filters`.
 """
 
@@ -29,6 +30,7 @@ from .dialects import (
     exact_text,
     int_div,
     percentile_aggregate,
+    percentile_window,
     text_equals,
     text_startswith,
     unindexed,
@@ -220,6 +222,34 @@ def _inline(
     return [] if collecting is None else [collecting.label(_TIMES)]
 
 
+def _base(
+    conn: sa.Connection,
+    columns: dict[str, ColumnElement[t.Any]],
+    where: list[ColumnElement[bool]],
+    value: str,
+    wanted: dict[str, Fraction],
+    partition: str | None = None,
+) -> tuple[sa.Subquery, list[ColumnElement[t.Any]]]:
+    """``columns`` of the rows ``where`` selects, as the subquery ``base``, and the
+    columns that give the percentiles ``wanted`` of its ``value`` in a query on it
+    grouped by ``partition`` (or not grouped): see :func:`_inline`, and on MariaDB
+    window columns of ``base``, read in the same pass over the rows. None of them
+    when only a second query can rank the times (see :func:`_percentiles`)."""
+    over = None if partition is None else columns[partition]
+    windows = {
+        name: percentile_window(conn.dialect, columns[value], p, over)
+        for name, p in wanted.items()
+    }
+    selected = [column.label(name) for name, column in columns.items()]
+    if any(w is None for w in windows.values()):
+        base = sa.select(*selected).where(*where).subquery("base")
+        return base, _inline(conn, base.c[value], wanted)
+    labeled = [t.cast(ColumnElement[t.Any], w).label(name) for name, w in windows.items()]
+    base = sa.select(*selected, *labeled).where(*where).subquery("base")
+    # Every row of a group holds its group's value.
+    return base, [sa.func.max(base.c[name]).label(name) for name in wanted]
+
+
 def _inline_values(
     row: t.Mapping[str, t.Any], wanted: dict[str, Fraction]
 ) -> t.Mapping[str, t.Any] | None:
@@ -323,16 +353,18 @@ def kpis(conn: sa.Connection, table: sa.Table, filters: Filters) -> Kpis:
     rt = as_double(d, c.response_time)
     where = _where_all(conn, table, filters)
     wanted = {"p50": P50, "p95": P95, "p99": P99}
-    inline = _inline(conn, rt, wanted)
+    columns = {"rt": rt, "visitor": visitor(d, table), "status": c.status_code, "size": c.size}
+    base, inline = _base(conn, columns, where, "rt", wanted)
+    b = base.c
     query = sa.select(
         sa.func.count().label("hits"),
-        sa.func.count(sa.distinct(visitor(d, table))).label("visitors"),
-        sa.func.avg(rt).label("avg"),
+        sa.func.count(sa.distinct(b.visitor)).label("visitors"),
+        sa.func.avg(b.rt).label("avg"),
         *inline,
-        _count_if(sa.and_(c.status_code >= 400, c.status_code < 500)).label("n4xx"),
-        _count_if(sa.and_(c.status_code >= 500, c.status_code < 600)).label("n5xx"),
-        sa.func.coalesce(sa.func.sum(c.size), 0).label("bytes_sent"),
-    ).where(*where)
+        _count_if(sa.and_(b.status >= 400, b.status < 500)).label("n4xx"),
+        _count_if(sa.and_(b.status >= 500, b.status < 600)).label("n5xx"),
+        sa.func.coalesce(sa.func.sum(b.size), 0).label("bytes_sent"),
+    )
     row = conn.execute(query).one()
     hits = int(row.hits)
     times = _inline_values(row._mapping, wanted) if inline else None
@@ -375,18 +407,10 @@ def timeseries(conn: sa.Connection, table: sa.Table, filters: Filters) -> Series
     bucket = bucket_index(d, c.date, starts, filters.until)
     rt = as_double(d, c.response_time)
     where = _where_all(conn, table, filters)
-    base = (
-        sa.select(
-            bucket.label("bucket"),
-            rt.label("rt"),
-            visitor(d, table).label("visitor"),
-        )
-        .where(*where)
-        .subquery("base")
-    )
-    b = base.c
     wanted = {"p50": P50, "p95": P95}
-    inline = _inline(conn, b.rt, wanted)
+    columns = {"bucket": bucket, "rt": rt, "visitor": visitor(d, table)}
+    base, inline = _base(conn, columns, where, "rt", wanted, partition="bucket")
+    b = base.c
     query = (
         sa.select(
             b.bucket,
@@ -519,19 +543,12 @@ def top_paths(
     rt = as_double(d, c.response_time)
     path = exact_text(d, c[by])
     where = _where_all(conn, table, filters)
-    base = (
-        sa.select(
-            path.label("path"),
-            rt.label("rt"),
-            visitor(d, table).label("visitor"),
-            c.status_code.label("status"),
-            c.date.label("date"),
-        )
-        .where(*where)
-        .subquery("base")
-    )
+    columns = {
+        "path": path, "rt": rt, "visitor": visitor(d, table), "status": c.status_code,
+        "date": c.date,
+    }
+    base, inline = _base(conn, columns, where, "rt", {"p95": P95}, partition="path")
     b = base.c
-    inline = _inline(conn, b.rt, {"p95": P95})
     hits = sa.func.count()
     query = (
         sa.select(

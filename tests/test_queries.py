@@ -925,6 +925,23 @@ def test_sqlite_ranks_times_in_the_main_query_and_in_sql_past_its_limit(
     assert any("cume_dist" in statement for statement in issued)
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_servers_rank_times_in_the_query_that_reads_the_rows(seeded: Seeded) -> None:
+    # PostgreSQL's percentile aggregate and MariaDB's percentile window read the rows
+    # once: a second ranking query would look up every row of a user-agent or client
+    # filter again.
+    store, stored = seeded
+    issued: list[str] = []
+    sa.event.listen(store.conn, "before_cursor_execute",
+                    lambda conn, cursor, statement, *args: issued.append(statement))
+    for name, f in CASES.items():
+        issued.clear()
+        assert queries.kpis(store.conn, store.table, f) == ref_kpis(stored, f), name
+        assert queries.timeseries(store.conn, store.table, f) == ref_series(stored, f), name
+        assert queries.top_paths(store.conn, store.table, f, 50) == ref_top_paths(stored, f, 50), name
+        assert len(issued) == 3 and not any("cume_dist" in s for s in issued), name
+
+
 @sqlite_only
 def test_sqlite_times_stored_as_text_are_no_times(store: Store) -> None:
     # SQLite keeps whatever it is given: a time imported as text is left out of the
