@@ -15,6 +15,7 @@ import logging
 import typing as t
 import weakref
 from dataclasses import dataclass
+from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -268,6 +269,10 @@ class Store:
         if updates:
             writes.update(conn, updates)
         if inserts:
+            # In the order the dashboard reads them, so that a rebuilt day or a closed
+            # one keeps each grain's rows together in the table, not spread between
+            # its other rows (on PostgreSQL, pages read per row).
+            inserts.sort(key=_PLACE)
             writes.insert(conn, inserts)
 
     def _writes_for(self, dialect: t.Any) -> _Writes:
@@ -378,6 +383,10 @@ def _merged(row: t.Any, entry: Entry) -> tuple[t.Any, ...]:
         row_id, int(hits) + entry.hits, int(size) + entry.bytes, int(timed) + entry.timed,
         float(time_sum) + entry.time_sum, last, times, visitors, counted,
     )
+
+
+#: Grain, tier and bucket of a :func:`_new_row`.
+_PLACE = itemgetter(2, 1, 3)
 
 
 def _new_row(key_digest: str, key: Key, entry: Entry) -> tuple[t.Any, ...]:
