@@ -291,21 +291,22 @@ def kpis(conn: sa.Connection, found: Plan) -> queries.Kpis:
         sa.select(r.hits, r.bytes, r.timed, r.time_sum, r.status, r.times, r.visitors)
         .where(*found.where())
     ).all()
-    hits = bytes_ = timed = n4xx = n5xx = 0
-    time_sum = 0.0
-    for row in rows:
-        hits += row.hits
-        bytes_ += row.bytes
-        timed += row.timed
-        time_sum += row.time_sum
-        status = row.status
+    # Columns at once: a row's fields by name cost ten times more than adding them up.
+    columns = list(zip(*rows)) or [()] * 7
+    row_hits, sizes, timed_hits, time_sums, statuses, histograms, sketches = columns
+    hits, bytes_, timed, time_sum = sum(row_hits), sum(sizes), sum(timed_hits), sum(time_sums, 0.0)
+    per_status: dict[t.Any, int] = {}
+    for status, count in zip(statuses, row_hits):
+        per_status[status] = per_status.get(status, 0) + count
+    n4xx = n5xx = 0
+    for status, count in per_status.items():
         cls = status if found.grain == CLASS else (status // 100 if status and 100 <= status < 600 else 0)
         if cls == 4:
-            n4xx += row.hits
+            n4xx += count
         elif cls == 5:
-            n5xx += row.hits
-    times = Histogram.merged(row.times for row in rows)
-    visitors = Visitors.merged(row.visitors for row in rows)
+            n5xx += count
+    times = Histogram.merged(histograms)
+    visitors = Visitors.merged(sketches)
     return queries.Kpis(
         hits=hits,
         visitors=visitors.count(),
