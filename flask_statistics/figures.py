@@ -96,12 +96,17 @@ def hits(conn: sa.Connection, store: Store | None, table: sa.Table, filters: Fil
     return read.hits(conn, found)
 
 
-def timeseries(conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters) -> queries.Series:
+def timeseries(
+    conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters,
+    parts: t.Collection[str] = queries.SERIES_PARTS,
+) -> queries.Series:
+    """Hits per bucket with ``parts`` (see :data:`..queries.SERIES_PARTS`); rollups
+    leave the others out (0 visitors, no times), raw rows give them all."""
     found = _plan(conn, store, filters)
     if found is None:
         return queries.timeseries(conn, table, filters)
     unit = queries.bucket_width(filters)
-    return read.timeseries(conn, found, unit, queries.bucket_starts(filters, unit))
+    return read.timeseries(conn, found, unit, queries.bucket_starts(filters, unit), parts)
 
 
 def status_classes(conn: sa.Connection, store: Store | None, table: sa.Table, filters: Filters) -> list[tuple[str, int]]:

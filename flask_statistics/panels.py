@@ -166,6 +166,10 @@ class Shared:
         return future.result()
 
 
+#: What each chart shows of a series besides hits.
+_SERIES_PARTS = {"traffic": frozenset(("visitors",)), "response_times": frozenset(("times",))}
+
+
 @dataclass
 class View:
     """Everything a builder needs for one request. ``conn`` is None while a panel is
@@ -180,11 +184,16 @@ class View:
     links: Links
     store: Store | None = None
     shared: Shared = field(default_factory=Shared)
+    #: The one panel a partial builds; None on the full page, which builds them all.
+    only: str | None = None
 
     def series(self) -> queries.Series:
-        # The traffic and response-time charts share one query on the full page.
+        # The traffic and response-time charts share one query on the full page; a
+        # partial of one of them reads only what its chart shows.
+        parts = _SERIES_PARTS.get(self.only, queries.SERIES_PARTS)
         return t.cast(queries.Series, self.shared.get(
-            "series", lambda: figures.timeseries(self.conn, self.store, self.table, self.filters)
+            "series",
+            lambda: figures.timeseries(self.conn, self.store, self.table, self.filters, parts),
         ))
 
     def kpis(self) -> queries.Kpis:

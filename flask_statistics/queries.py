@@ -45,6 +45,8 @@ TOP_COLUMNS = (
     "mimetype", "remote_address", "user_agent",
 )
 P50, P95, P99 = Fraction(50, 100), Fraction(95, 100), Fraction(99, 100)
+#: What a :class:`Series` can hold besides hits: unique visitors, and p50 and p95.
+SERIES_PARTS = frozenset(("visitors", "times"))
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ def _partial_view(partial: Partial) -> t.Callable[[], Response]:
             template = "statistics/partials/errors.html" if wants_partial else "statistics/partial_page.html"
             return _html(template, 400, error_id=partial.element_id, **context)
         with _connect() as conn:
-            context.update(partial.build(_view(conn, filters, context["links"])))
+            context.update(partial.build(_view(conn, filters, context["links"], only=partial.name)))
         template = partial.template if wants_partial else "statistics/partial_page.html"
         return _html(template, 200, **context)
 
@@ -250,7 +250,7 @@ def _context(
     }
 
 
-def _view(conn: t.Any, filters: t.Any, links: panels.Links) -> panels.View:
+def _view(conn: t.Any, filters: t.Any, links: panels.Links, only: str | None = None) -> panels.View:
     config = current_app.config
     return panels.View(
         conn=conn,
@@ -261,6 +261,7 @@ def _view(conn: t.Any, filters: t.Any, links: panels.Links) -> panels.View:
         page_size=config["STATISTICS_PAGE_SIZE"],
         links=links,
         store=getattr(_state(), "rollups", None),
+        only=only,
     )
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import math
 import random
+import re
 import time
 import typing as t
 from datetime import date, datetime, timedelta
@@ -1213,3 +1214,35 @@ def test_fifteen_minute_rows_are_kept_for_the_detail_period_only(make_app: t.Any
         oldest_quarter = conn.execute(sa.select(sa.func.min(r.bucket)).where(r.tier == QUARTER)).scalar()
     assert oldest_quarter >= now - DAY - timedelta(minutes=15)
     assert_same(tables, today_filters(8))
+
+
+def test_each_chart_partial_reads_only_the_sketches_it_shows(make_app: t.Any) -> None:
+    # Under a path filter over a long range a chart merges tens of thousands of
+    # sketches: the traffic chart shows visitors, the response-time chart percentiles,
+    # and neither reads the other's. The full page reads both, once.
+    app, db, _model, _statistics = make_app(model="seed", config={"STATISTICS_ROLLUP_DETAIL": None})
+    tables = Tables(app, db)
+    try:
+        tables.insert(random_rows(random.Random(21), WEEK.since, WEEK.until, 400))
+        tables.rebuild()
+        statements: list[str] = []
+        sa.event.listen(tables.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *args: statements.append(statement))
+        client = app.test_client()
+        query = "?start=2024-03-04&end=2024-03-10"
+        pages = {}
+        for name in ("traffic", "response-times", ""):
+            statements.clear()
+            url = f"/statistics/partials/{name}{query}" if name else f"/statistics/{query}"
+            response = client.get(url, headers={"HX-Request": "true"} if name else {})
+            assert response.status_code == 200
+            pages[name] = response.get_data(as_text=True)
+            rollup = tables.store.rollup.name
+            reads = [s for s in statements if f"FROM {rollup}" in s and f"{rollup}.bucket," in s]
+            sketches = {kind for kind in ("times", "visitors") for s in reads if f"{rollup}.{kind}" in s}
+            assert sketches == {"traffic": {"visitors"}, "response-times": {"times"}, "": {"times", "visitors"}}[name]
+        visitors, times = re.compile(r"\d+ visitors?\b"), re.compile(r"p50 [^,<]+, p95 [^(<]+")
+        assert visitors.findall(pages["traffic"]) == visitors.findall(pages[""]) != []
+        assert times.findall(pages["response-times"]) == times.findall(pages[""]) != []
+    finally:
+        tables.drop()
