@@ -7,8 +7,8 @@ whose text is the same whatever the range. Percentiles are an aggregate of the m
 query on PostgreSQL and on SQLite (one written in Python, see :mod:`.percentiles`,
 which holds the times of up to a quarter of a million rows), a window column of the
 rows the main query groups on MariaDB, and elsewhere a second query, which sorts only
-the times. Every function takes an open connection, the
-statistics table and the validated :class:`Filters`.
+the times. Every function takes an open connection, the statistics table and the
+validated :class:`Filters`.
 """
 
 from __future__ import annotations

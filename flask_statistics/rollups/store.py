@@ -15,8 +15,8 @@ import logging
 import typing as t
 import weakref
 from dataclasses import dataclass
-from operator import itemgetter
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 
 import sqlalchemy as sa
 
